@@ -1,0 +1,34 @@
+"""Parser stage: Arrow lines -> the temp table `events` (see body.py for its columns)."""
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from exporter.config import ParserConfig
+from exporter.parser.body import MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bodies
+from exporter.parser.header import Clock, local_zone_name, parse_headers
+from exporter.sources.lines import Lines
+
+__all__ = ["Clock", "MESSAGE_KINDS", "SKIPPED_KINDS", "install_macros", "parse"]
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(MACROS)
+
+
+def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: Clock,
+          config: ParserConfig, source: str) -> int:
+    """Parse one batch of one source into the temp tables ev1 and ev_<family> (see body.py).
+
+    Returns how many lines went back in time (counted, still parsed)."""
+    n = len(lines)
+    batch = pa.table({
+        "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
+        "line": lines.text,
+        "problem": lines.problem,
+    })
+    con.register("batch_in", batch)
+    zone = local_zone_name() if config.timezone == "localtime" else config.timezone
+    backwards = parse_headers(con, clock, config.year, zone)
+    parse_bodies(con)
+    return backwards

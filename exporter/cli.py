@@ -1,0 +1,321 @@
+"""`postfix-insights`: ingest, search, trace, stats, export, prune, demo.
+
+This module and app wiring are the only places that import both the ingest side
+(exporter) and the read side (datasource_api).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig, StoreConfig, default_db_path
+from exporter.ingest import IngestStats, Pipeline
+from exporter.sources.files import SourceError
+from exporter.store.db import Store, StoreError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, default=None,
+                   help=f"DuckDB store (default {default_db_path()}; env POSTFIX_INSIGHTS_DB)")
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    return args.db or Path(os.environ.get("POSTFIX_INSIGHTS_DB") or default_db_path())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="postfix-insights", description="Postfix log correlation and message search")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="read Postfix logs (plain, gzip, '-' for stdin) into the store")
+    _db_arg(p)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _parser_args(p)
+    p.add_argument("--batch-mb", type=int, default=32, help="megabytes parsed per transaction")
+
+    p = sub.add_parser("search", help="one row per recipient delivery")
+    _db_arg(p)
+    for name in ("recipient", "sender", "domain", "sender-domain", "subject", "queue-id", "message-id", "client-ip",
+                 "dsn", "relay", "host"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--status", action="append", default=[], help="repeatable")
+    p.add_argument("--since", help="ISO 8601, epoch ms or an age like 24h")
+    p.add_argument("--until")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("trace", help="a message's timeline across linked queue IDs, with raw lines")
+    _db_arg(p)
+    p.add_argument("queue_id", metavar="QUEUE_ID")
+    p.add_argument("--host")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("stats", help="volume, status counts and rates, top domains, DSNs, unparsed lines")
+    _db_arg(p)
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("export", help="write the store to Parquet, partitioned by day")
+    _db_arg(p)
+    p.add_argument("directory", type=Path)
+
+    p = sub.add_parser("prune", help="drop data older than N days")
+    _db_arg(p)
+    p.add_argument("--older-than-days", type=float, required=True)
+
+    p = sub.add_parser("demo", help="generate a demo log (unless one is given), ingest it and show results")
+    p.add_argument("--db", type=Path, default=None, help="store for the demo (default: a temporary file)")
+    p.add_argument("--lines", type=int, default=50_000)
+    p.add_argument("files", nargs="*", metavar="FILE")
+    _parser_args(p)
+    return ap
+
+
+def _parser_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--year", type=int, help="year of the first year-less syslog line (default: from file mtime)")
+    p.add_argument("--timezone", default="localtime", help="zone of syslog timestamps without offset")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (SourceError, StoreError) as exc:
+        print(f"postfix-insights: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        print(f"postfix-insights: {where}: {err['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    store = Store(StoreConfig(path=_db_path(args)))
+    try:
+        stats = _ingest(store, args.files, args, ReaderConfig(batch_bytes=args.batch_mb << 20))
+    finally:
+        store.close()
+    _print_ingest(stats)
+    return 0
+
+
+def _ingest(store: Store, files: list[str], args: argparse.Namespace, reader: ReaderConfig | None = None) -> IngestStats:
+    from tqdm import tqdm  # a progress bar on stderr, shown only on a terminal
+
+    pipeline = Pipeline(store, reader or ReaderConfig(),
+                        ParserConfig(year=args.year, timezone=args.timezone), CorrelatorConfig())
+    total = sum(os.path.getsize(f) for f in files if f != "-" and os.path.isfile(f))
+    with tqdm(total=total, unit="B", unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr,
+              desc="ingest") as bar:
+        return pipeline.ingest_files(files, progress=bar.update)
+
+
+def _print_ingest(stats: IngestStats) -> None:
+    evicted = sum(stats.evicted.values())
+    print(f"ingested {stats.lines} lines ({stats.bytes / 1e6:.1f} MB) from {stats.files} file(s)"
+          f"{f', {stats.skipped_files} already ingested' if stats.skipped_files else ''}; "
+          f"{stats.messages} message instances touched; {evicted} open instances evicted", file=sys.stderr)
+
+
+def _read_store(args: argparse.Namespace) -> Store:
+    return Store(StoreConfig(path=_db_path(args)), read_only=True)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from datasource_api.queries import SearchFilter, search
+
+    flt = SearchFilter(
+        recipient=args.recipient, sender=args.sender, domain=args.domain, sender_domain=args.sender_domain,
+        subject=args.subject, queue_id=args.queue_id, message_id=args.message_id, client_ip=args.client_ip,
+        status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, since=args.since, until=args.until,
+        limit=args.limit)
+    store = _read_store(args)
+    try:
+        records = search(store.con, flt)
+    finally:
+        store.close()
+    if args.format == "json":
+        out = sys.stdout
+        for rec in records:
+            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    else:
+        _table(records, ["time", "queue_id", "sender", "recipient", "status", "dsn", "delay_seconds", "attempts",
+                         "relay", "subject"])
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from datasource_api.queries import trace
+
+    store = _read_store(args)
+    try:
+        instances = trace(store.con, args.queue_id, args.host)
+    finally:
+        store.close()
+    if not instances:
+        print(f"postfix-insights: no message with queue ID {args.queue_id}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        print(json.dumps(instances, default=_json_default, ensure_ascii=False, indent=2))
+        return 0
+    for n, inst in enumerate(instances):
+        if n:
+            print()
+        for m in inst["messages"]:
+            print(f"== {m['host']} {m['queue_id']}  {m['first_ts']} .. {m['last_ts']}"
+                  f"{'  (open)' if m['open'] else ''}")
+            for key in ("sender", "message_id", "subject", "client_host", "client_ip", "sasl_user", "size", "nrcpt",
+                        "dkim_domain", "dkim_result"):
+                if m[key] not in (None, ""):
+                    print(f"   {key:12} {_safe(m[key])}")
+        if inst["links"]:
+            print("-- linked queue IDs")
+            qids = {m["msg_id"]: m["queue_id"] for m in inst["messages"]}
+            for link in inst["links"]:
+                print(f"   {link['ts']}  {qids.get(link['parent_msg_id'], '?')} -> {link['child_queue_id']}  ({link['kind']})")
+        if inst["attempts"]:
+            print("-- delivery attempts")
+            for a in inst["attempts"]:
+                print(f"   {a['ts']}  {a['queue_id']}  {_safe(a['recipient'])}  {a['status']}  {a['dsn']}  "
+                      f"{_safe(a['relay'])}  {_safe(a['response'])}")
+        print("-- log lines")
+        for line in inst["lines"]:
+            print(f"   {_safe(line['line'])}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from datasource_api.queries import SearchFilter, stats
+
+    rng = SearchFilter(since=args.since, until=args.until)
+    store = _read_store(args)
+    try:
+        result = stats(store.con, rng.since, rng.until)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(result, default=_json_default, ensure_ascii=False))
+        return 0
+    _print_stats(result)
+    return 0
+
+
+def _print_stats(result: dict[str, Any]) -> None:
+    print(f"lines {result['lines']}   messages received {result['messages_received']}   "
+          f"delivery records {result['records']}")
+    print("by status:   " + "   ".join(f"{k} {v}" for k, v in result["by_status"].items()))
+    rates = [f"{k.removesuffix('_rate')} {v:.1%}" for k, v in result.items() if k.endswith("_rate") and v is not None]
+    if rates:
+        print("rates:       " + "   ".join(rates))
+    if result["top_domains"]:
+        print("\ntop recipient domains")
+        _table(result["top_domains"], ["domain", "records", "sent", "deferred", "bounced", "rejected"])
+    if result["dsn"]:
+        print("\nDSN breakdown")
+        _table(result["dsn"], ["dsn", "status", "records"])
+    if result["line_counts"]:
+        print("\nlines not turned into events")
+        _table(result["line_counts"], ["category", "name", "lines"])
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from exporter.store.archive import export_parquet
+
+    store = Store(StoreConfig(path=_db_path(args)), read_only=True)
+    try:
+        written = export_parquet(store.con, args.directory)
+    finally:
+        store.close()
+    for table, n in written.items():
+        print(f"{table}: {n} rows", file=sys.stderr)
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from exporter.store.archive import prune
+
+    store = Store(StoreConfig(path=_db_path(args)))
+    try:
+        removed = prune(store, args.older_than_days)
+    finally:
+        store.close()
+    print(f"removed {removed} message instances and their records", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from datasource_api.queries import SearchFilter, search, stats
+
+    workdir = Path(tempfile.mkdtemp(prefix="postfix-insights-demo-"))
+    files = args.files
+    if not files:
+        from exporter import generator
+
+        log = workdir / "demo-mail.log"
+        print(f"generating a demo log of about {args.lines} lines: {log}", file=sys.stderr)
+        generator.main(["--lines", str(args.lines), "--seed", "7", "--out", str(log),
+                        "--hosts", "mx1,mx2"])
+        files = [str(log)]
+        args.year, args.timezone = args.year or 2026, "UTC"
+    db = args.db or workdir / "demo.duckdb"
+    store = Store(StoreConfig(path=db))
+    try:
+        _print_ingest(_ingest(store, files, args))
+        result = stats(store.con)
+        print()
+        _print_stats(result)
+        print("\nlatest bounces")
+        _table(search(store.con, SearchFilter(status=["bounced"], limit=5)),
+               ["time", "queue_id", "recipient", "dsn", "response"])
+    finally:
+        store.close()
+    print(f"\nstore: {db}\ntry:   postfix-insights search --db {db} --status deferred --format json"
+          f"\n       postfix-insights trace --db {db} QUEUE_ID", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "trace": cmd_trace, "stats": cmd_stats,
+            "export": cmd_export, "prune": cmd_prune, "demo": cmd_demo}
+
+
+def _safe(value: Any) -> str:
+    """Terminal-safe text: subjects and replies are attacker-controlled (no escape sequences)."""
+    text = "" if value is None else str(value)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        from exporter.records import iso_utc
+        return iso_utc(value)
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str], width: int = 48) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_safe(r.get(c))[:width] for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

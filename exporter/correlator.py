@@ -1,0 +1,313 @@
+"""Correlator stage: parsed events -> message instances and per-recipient delivery records.
+
+Works in bulk, one batch at a time, inside the store's transaction. Its open state is the
+store itself (`messages.open`, `pid_tls`), so a crash never leaves it out of step with the
+rows written, and a restart resumes exactly where the last commit left off.
+
+A message instance is keyed by (host, queue ID) and ends at `removed`; Postfix reuses
+short queue IDs, so an origin line (smtpd client=, pickup) or a line after `removed` starts a
+new instance, and so does a gap longer than `expire_after_seconds`.
+"""
+from __future__ import annotations
+
+import email.header
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+
+from exporter.config import CorrelatorConfig
+from exporter.parser.body import MESSAGE_KINDS, SKIPPED_KINDS
+
+_MIME_GAP = re.compile(r"\?=[\s?]+=\?")
+
+
+def decode_subject(raw: str | None) -> str | None:
+    """Decode MIME encoded-words; Postfix logs folding whitespace between them as '?'."""
+    if raw is None or "=?" not in raw:
+        return raw
+    try:
+        parts = email.header.decode_header(_MIME_GAP.sub("?= =?", raw))
+        return str(email.header.make_header(parts))
+    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+        return raw
+
+
+@dataclass
+class BatchResult:
+    lines: int = 0
+    messages: int = 0
+    evicted: dict[str, int] = field(default_factory=dict)
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.create_function("pi_mime", decode_subject, ["VARCHAR"], "VARCHAR", null_handling="special")
+    except duckdb.CatalogException:
+        pass  # already registered on this connection
+
+
+def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
+              source_name: str) -> tuple[int, BatchResult]:
+    """Fold the parser's temp tables into the store. Returns the next free msg_id."""
+    expire = float(config.expire_after_seconds)
+    _assign_instances(con, next_msg_id, expire)
+    new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
+    _merge_messages(con)
+    _write_attempts(con)
+    _merge_recipients(con)
+    _write_rejects_links_lines(con, source_name, config.link_window_seconds)
+    result = BatchResult()
+    result.evicted = _close_and_evict(con, config)
+    _count_lines(con, result.evicted)
+    result.messages = con.execute("SELECT count(*) FROM msg_batch").fetchall()[0][0]
+    return max(next_msg_id, new_max + 1), result
+
+
+def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float) -> None:
+    kinds = ", ".join(f"'{k}'" for k in MESSAGE_KINDS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE open_msgs AS
+        SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open;
+        CREATE OR REPLACE TEMP TABLE qev AS
+        WITH q AS (
+            SELECT seq, ts, host, qid, kind, instance, line,
+                   lag(kind) OVER w AS prev_kind, lag(ts) OVER w AS prev_ts, row_number() OVER w AS rn
+            FROM ev1 WHERE qid IS NOT NULL AND kind IN ({kinds})
+            WINDOW w AS (PARTITION BY host, qid ORDER BY seq)
+        ), s AS (
+            SELECT q.*, o.msg_id AS open_id,
+                   CASE WHEN rn = 1 THEN o.msg_id IS NULL OR kind IN ('client', 'pickup')
+                                         OR epoch(q.ts - o.last_ts) > {expire}
+                        ELSE kind IN ('client', 'pickup') OR prev_kind = 'removed' OR epoch(q.ts - prev_ts) > {expire}
+                   END AS starts
+            FROM q LEFT JOIN open_msgs o ON o.host = q.host AND o.queue_id = q.qid
+        ), n AS (
+            SELECT *, CASE WHEN starts THEN {next_msg_id} - 1 + row_number() OVER (PARTITION BY starts ORDER BY seq) END AS new_id
+            FROM s
+        )
+        SELECT seq, ts, host, qid, kind, instance, line, open_id, starts, new_id,
+               coalesce(max(new_id) OVER (PARTITION BY host, qid ORDER BY seq ROWS UNBOUNDED PRECEDING), open_id) AS msg_id
+        FROM n
+    """)
+
+
+def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
+    """This batch's facts per instance, merged into the instances already stored."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE msg_batch AS
+        WITH base AS (
+            SELECT msg_id, any_value(host) AS host, any_value(qid) AS queue_id, arg_min(instance, seq) AS instance,
+                   min(ts) AS first_ts, max(ts) AS last_ts, min(seq) AS first_seq, max(seq) AS last_seq,
+                   bool_or(kind = 'removed') AS removed
+            FROM qev GROUP BY msg_id
+        ), cl AS (
+            SELECT q.msg_id, arg_max(c.service, c.seq) AS origin, arg_max(c.client_host, c.seq) AS client_host,
+                   arg_max(c.client_ip, c.seq) AS client_ip, arg_max(c.sasl_method, c.seq) AS sasl_method,
+                   arg_max(c.sasl_user, c.seq) AS sasl_user
+            FROM ev_client c JOIN qev q USING (seq) GROUP BY q.msg_id
+        ), pk AS (
+            SELECT q.msg_id, arg_max(p.sender, p.seq) AS sender FROM ev_pickup p JOIN qev q USING (seq) GROUP BY q.msg_id
+        ), mid AS (
+            SELECT q.msg_id, arg_min(m.message_id, m.seq) AS message_id
+            FROM ev_message_id m JOIN qev q USING (seq) WHERE m.kind = 'message_id' GROUP BY q.msg_id
+        ), hc AS (
+            SELECT q.msg_id,
+                   arg_min(trim(substr(h.check_text, 9)), h.seq)
+                       FILTER (WHERE h.stage = 'header' AND lower(substr(h.check_text, 1, 8)) = 'subject:') AS subject_raw,
+                   arg_max(h.action, h.seq) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action,
+                   max(h.ts) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action_ts
+            FROM ev_header_action h JOIN qev q USING (seq) GROUP BY q.msg_id
+        ), qd AS (
+            SELECT q.msg_id, arg_min(e.sender, e.seq) AS sender, arg_min(e.size, e.seq) FILTER (WHERE e.kind = 'queued') AS size,
+                   arg_min(e.nrcpt, e.seq) FILTER (WHERE e.kind = 'queued') AS nrcpt,
+                   min(e.ts) FILTER (WHERE e.kind = 'queued') AS queued_ts,
+                   max(e.ts) FILTER (WHERE e.kind = 'expired') AS expired_ts
+            FROM ev_queue e JOIN qev q USING (seq) GROUP BY q.msg_id
+        ), hold AS (
+            SELECT q.msg_id, max(i.ts) FILTER (WHERE i.kind = 'hold') AS held_ts,
+                   max(i.ts) FILTER (WHERE i.kind = 'release') AS released_ts
+            FROM ev_info i JOIN qev q USING (seq) WHERE i.kind IN ('hold', 'release') GROUP BY q.msg_id
+        ), dk AS (
+            SELECT q.msg_id, arg_max(d.dkim_domain, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_domain,
+                   arg_max(d.dkim_selector, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_selector,
+                   arg_max(d.dkim_result, d.seq) FILTER (WHERE d.kind = 'dkim_verify') AS dkim_result
+            FROM ev_dkim d JOIN qev q USING (seq) GROUP BY q.msg_id
+        )
+        SELECT base.*, coalesce(cl.origin, CASE WHEN pk.msg_id IS NOT NULL THEN 'pickup' END) AS origin,
+               cl.client_host, cl.client_ip, cl.sasl_method, cl.sasl_user, mid.message_id,
+               CASE WHEN instr(hc.subject_raw, '=?') > 0 THEN pi_mime(hc.subject_raw) ELSE hc.subject_raw END AS subject,
+               coalesce(qd.sender, pk.sender) AS sender, qd.size, qd.nrcpt, qd.queued_ts, qd.expired_ts,
+               CASE WHEN hold.released_ts >= hold.held_ts THEN NULL ELSE hold.held_ts END AS held_ts,
+               hold.released_ts, hc.action, hc.action_ts, dk.dkim_domain, dk.dkim_selector, dk.dkim_result
+        FROM base LEFT JOIN cl USING (msg_id) LEFT JOIN pk USING (msg_id) LEFT JOIN mid USING (msg_id)
+             LEFT JOIN hc USING (msg_id) LEFT JOIN qd USING (msg_id) LEFT JOIN hold USING (msg_id) LEFT JOIN dk USING (msg_id);
+
+        -- instances replaced by a new one with the same queue ID in this batch
+        CREATE OR REPLACE TEMP TABLE superseded AS
+        SELECT DISTINCT o.msg_id FROM open_msgs o JOIN qev q ON q.host = o.host AND q.qid = o.queue_id
+        WHERE q.starts AND q.msg_id <> o.msg_id;
+
+        CREATE OR REPLACE TEMP TABLE msg_merged AS
+        SELECT b.msg_id, b.host, b.queue_id, coalesce(m.instance, b.instance) AS instance,
+               coalesce(m.first_ts, b.first_ts) AS first_ts, greatest(m.last_ts, b.last_ts) AS last_ts,
+               coalesce(m.first_seq, b.first_seq) AS first_seq, greatest(m.last_seq, b.last_seq) AS last_seq,
+               coalesce(m.origin, b.origin) AS origin, coalesce(m.client_host, b.client_host) AS client_host,
+               coalesce(m.client_ip, b.client_ip) AS client_ip, coalesce(m.sasl_method, b.sasl_method) AS sasl_method,
+               coalesce(m.sasl_user, b.sasl_user) AS sasl_user, coalesce(m.message_id, b.message_id) AS message_id,
+               coalesce(m.subject, b.subject) AS subject, coalesce(m.sender, b.sender) AS sender,
+               coalesce(m.size, b.size) AS size, coalesce(m.nrcpt, b.nrcpt) AS nrcpt,
+               coalesce(m.queued_ts, b.queued_ts) AS queued_ts,
+               coalesce(m.removed, false) OR b.removed AS removed, coalesce(b.expired_ts, m.expired_ts) AS expired_ts,
+               CASE WHEN b.released_ts IS NOT NULL AND b.held_ts IS NULL THEN NULL
+                    ELSE coalesce(b.held_ts, m.held_ts) END AS held_ts,
+               coalesce(b.action, m.action) AS action, coalesce(b.action_ts, m.action_ts) AS action_ts,
+               coalesce(b.dkim_domain, m.dkim_domain) AS dkim_domain, coalesce(b.dkim_selector, m.dkim_selector) AS dkim_selector,
+               coalesce(b.dkim_result, m.dkim_result) AS dkim_result,
+               NOT (coalesce(m.removed, false) OR b.removed) AS open
+        FROM msg_batch b LEFT JOIN (SELECT * FROM messages WHERE open) m USING (msg_id);
+
+        DELETE FROM messages WHERE open AND msg_id IN (SELECT msg_id FROM msg_merged);
+        INSERT INTO messages BY NAME SELECT * FROM msg_merged;
+        UPDATE messages SET open = false WHERE open AND msg_id IN (SELECT msg_id FROM superseded);
+    """)
+
+
+def _write_attempts(con: duckdb.DuckDBPyConnection) -> None:
+    """Delivery lines, each with the TLS handshake its process logged just before it."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE tls_seen AS
+        SELECT host, pid, seq, ts, peer, tls_direction, tls_protocol, tls_trust, tls_cipher FROM ev_tls
+        UNION ALL SELECT * FROM pid_tls;
+
+        CREATE OR REPLACE TEMP TABLE att_batch AS
+        SELECT q.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
+               d.instance, d.relay, d.delay, d.delay_before_queue, d.delay_in_queue, d.delay_connect, d.delay_transmit,
+               d.dsn, d.status, d.response, d.code,
+               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_protocol END AS tls_protocol,
+               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_trust END AS tls_trust,
+               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_cipher END AS tls_cipher,
+               d.link_kind, d.child_qid, d.host
+        FROM ev_delivery d JOIN qev q USING (seq)
+        ASOF LEFT JOIN (SELECT * FROM tls_seen WHERE tls_direction = 'to') t
+            ON t.host = d.host AND t.pid = d.pid AND d.seq > t.seq;
+
+        INSERT INTO attempts BY NAME SELECT * EXCLUDE (link_kind, child_qid, host) FROM att_batch;
+
+        DELETE FROM pid_tls;
+        INSERT INTO pid_tls
+        SELECT host, pid, max(seq), arg_max(ts, seq), arg_max(peer, seq), arg_max(tls_direction, seq),
+               arg_max(tls_protocol, seq), arg_max(tls_trust, seq), arg_max(tls_cipher, seq)
+        FROM tls_seen
+        WHERE ts >= (SELECT max(ts) FROM tls_seen) - INTERVAL 10 MINUTE
+        GROUP BY host, pid;
+    """)
+
+
+def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
+    """Per recipient: the latest attempt's status and how many attempts there were."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE rcpt_batch AS
+        SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, any_value(orig_recipient) AS orig_recipient,
+               max(ts) AS ts, min(ts) AS first_ts, arg_max(status, seq) AS status, arg_max(dsn, seq) AS dsn,
+               arg_max(relay, seq) AS relay, arg_max(delay, seq) AS delay, count(*)::INTEGER AS attempts,
+               arg_max(response, seq) AS response, arg_max(tls_protocol, seq) AS tls, arg_max(transport, seq) AS transport
+        FROM att_batch GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
+
+        CREATE OR REPLACE TEMP TABLE rcpt_old AS
+        SELECT r.* FROM recipients r
+        WHERE r.msg_id IN (SELECT open_id FROM qev WHERE open_id IS NOT NULL)
+          AND r.msg_id IN (SELECT msg_id FROM rcpt_batch);
+
+        DELETE FROM recipients WHERE msg_id IN (SELECT DISTINCT msg_id FROM rcpt_old);
+        INSERT INTO recipients BY NAME
+        SELECT b.msg_id, b.recipient, coalesce(b.orig_recipient, o.orig_recipient) AS orig_recipient, b.ts,
+               coalesce(o.first_ts, b.first_ts) AS first_ts, b.status, b.dsn, b.relay, b.delay,
+               b.attempts + coalesce(o.attempts, 0) AS attempts, b.response, b.tls, b.transport
+        FROM rcpt_batch b
+        LEFT JOIN rcpt_old o ON o.msg_id = b.msg_id AND o.recipient = b.recipient
+                             AND coalesce(o.orig_recipient, '') = b.orig_key;
+        INSERT INTO recipients BY NAME
+        SELECT o.* FROM rcpt_old o ANTI JOIN rcpt_batch b
+            ON o.msg_id = b.msg_id AND o.recipient = b.recipient AND coalesce(o.orig_recipient, '') = b.orig_key;
+
+        -- qmgr returned the message to its sender: recipients still deferred have expired
+        UPDATE recipients SET status = 'expired', ts = m.expired_ts
+        FROM msg_batch m
+        WHERE recipients.msg_id = m.msg_id AND m.expired_ts IS NOT NULL AND recipients.status = 'deferred';
+    """)
+
+
+def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:
+    con.execute("""
+        INSERT INTO rejects BY NAME
+        SELECT r.seq, r.ts, r.host, r.qid AS queue_id, q.msg_id, r.daemon, r.action, r.stage, r.client_host, r.client_ip,
+               r.code, r.dsn, r.response, r.sender, r.rcpt AS recipient, r.proto, r.helo, r.line
+        FROM ev_reject r LEFT JOIN qev q USING (seq);
+        INSERT INTO rejects BY NAME
+        SELECT h.seq, h.ts, h.host, h.qid AS queue_id, q.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
+               NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
+        FROM ev_header_action h JOIN qev q USING (seq) WHERE h.action = 'reject';
+        INSERT INTO lines SELECT msg_id, seq, ts, line FROM qev;
+    """)
+    con.execute("""
+        INSERT INTO unparsed SELECT seq, ts, host, ?, reason, line FROM ev_not_parsed WHERE kind IN ('unparsed', 'unknown')
+    """, [source_name])
+    # Children: the latest instance of the child queue ID on the same host started before the link line.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE link_batch AS
+        SELECT q.msg_id AS parent_msg_id, n.host, n.child_qid, n.link_kind AS kind, n.ts, n.seq
+        FROM ev_notify n JOIN qev q USING (seq)
+        UNION ALL
+        SELECT msg_id, host, child_qid, 'content filter', ts, seq FROM att_batch WHERE child_qid IS NOT NULL;
+
+        CREATE OR REPLACE TEMP TABLE link_candidates AS
+        SELECT host, qid, seq, msg_id, ts FROM qev WHERE starts
+        UNION ALL SELECT host, queue_id, first_seq, msg_id, last_ts FROM open_msgs;
+
+        INSERT INTO links
+        SELECT l.parent_msg_id,
+               CASE WHEN l.kind <> 'content filter' OR epoch(l.ts - c.ts) <= {link_window} THEN c.msg_id END,
+               l.host, l.child_qid, l.kind, l.ts
+        FROM link_batch l ASOF LEFT JOIN link_candidates c
+            ON c.host = l.host AND c.qid = l.child_qid AND l.seq >= c.seq
+        WHERE l.kind <> 'content filter' OR (c.msg_id IS NOT NULL AND epoch(l.ts - c.ts) <= {link_window});
+    """)
+
+
+def _close_and_evict(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig) -> dict[str, int]:
+    """Bound the open state: close instances unseen for too long, then the oldest beyond the cap."""
+    expire = float(config.expire_after_seconds)
+    expired = con.execute(f"""
+        UPDATE messages SET open = false
+        WHERE open AND epoch((SELECT max(ts) FROM ev1) - last_ts) > {expire}
+    """).fetchall()[0][0]
+    n_open = con.execute("SELECT count(*) FROM messages WHERE open").fetchall()[0][0]
+    over = max(0, n_open - config.max_open_messages)
+    if over:
+        con.execute(f"""
+            UPDATE messages SET open = false WHERE msg_id IN (
+                SELECT msg_id FROM messages WHERE open ORDER BY last_ts, msg_id LIMIT {over})
+        """)
+    return {"expired": int(expired), "capacity": int(over)}
+
+
+def _count_lines(con: duckdb.DuckDBPyConnection, evicted: dict[str, int]) -> None:
+    skipped = ", ".join(f"'{k}'" for k in SKIPPED_KINDS)
+    con.execute(f"""
+        INSERT INTO line_counts
+        SELECT ts::DATE, host, 'kind', kind, count(*) FROM ev1 GROUP BY ALL
+        UNION ALL
+        SELECT ts::DATE, host, CASE WHEN kind IN ({skipped}) THEN 'skipped'
+                                    WHEN kind = 'warning' THEN 'warning' ELSE 'unparsed' END,
+               CASE WHEN kind = 'other_program' THEN 'other_program:' || daemon ELSE reason END, count(*)
+        FROM ev_not_parsed GROUP BY ALL
+        UNION ALL
+        SELECT ts::DATE, host, 'postscreen', verdict, count(*) FROM ev_postscreen GROUP BY ALL
+        UNION ALL
+        SELECT ts::DATE, host, 'sasl_failed', coalesce(sasl_method, ''), count(*) FROM ev_sasl_failed GROUP BY ALL
+    """)
+    day = con.execute("SELECT max(ts)::DATE FROM ev1").fetchall()[0][0]
+    for reason, n in evicted.items():
+        if n:
+            con.execute("INSERT INTO line_counts VALUES (?, NULL, 'evicted', ?, ?)", [day, reason, n])

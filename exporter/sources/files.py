@@ -1,0 +1,143 @@
+"""Log files: plain or gzip, rotated series in chronological order, stdin; chunks of whole lines.
+
+A source is known by the first bytes of its content (its fingerprint), so `mail.log.1`
+today and `mail.log.2.gz` tomorrow are recognised as the same, already-read log.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+FINGERPRINT_BYTES = 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_ROTATION = re.compile(r"^(?P<base>.+?)(?:\.(?P<num>\d+)|-(?P<date>\d{8,10}))?(?P<gz>\.gz)?$")
+
+
+class SourceError(Exception):
+    """A log that cannot be read; the message names it."""
+
+
+@dataclass
+class LogInput:
+    name: str                  # path as given, or "-" for stdin
+    stream: BinaryIO           # decompressed content
+    mtime: datetime            # anchors the year of year-less timestamps
+    compressed: bool
+    head: bytes = b""          # bytes already read from the stream for the fingerprint
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.head[:FINGERPRINT_BYTES]
+
+    def close(self) -> None:
+        if self.stream is not sys.stdin.buffer:
+            self.stream.close()
+
+
+def open_log(name: str) -> LogInput:
+    """Open a plain or gzip file (told apart by content, not name), or stdin for '-'."""
+    if name == "-":
+        log = LogInput("-", sys.stdin.buffer, datetime.now(timezone.utc), False)
+    else:
+        try:
+            raw = open(name, "rb")  # noqa: SIM115 - closed by LogInput.close
+            st = os.fstat(raw.fileno())
+        except OSError as exc:
+            raise SourceError(f"{name}: {exc.strerror or exc}") from exc
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+        log = LogInput(name, stream, datetime.fromtimestamp(st.st_mtime, timezone.utc), compressed)
+    try:
+        log.head = log.stream.read(FINGERPRINT_BYTES)
+    except (OSError, EOFError) as exc:
+        log.close()
+        raise SourceError(f"{name}: cannot read: {exc}") from exc
+    return log
+
+
+def chronological(names: list[str]) -> list[str]:
+    """Order rotated series oldest first: mail.log.2.gz, mail.log.1, mail.log (also -YYYYMMDD)."""
+    def key(name: str) -> tuple:
+        m = _ROTATION.match(os.path.basename(name))
+        assert m is not None  # the pattern matches every name
+        base = os.path.join(os.path.dirname(name), m["base"])
+        if m["num"] is not None:
+            age = (0, -int(m["num"]), "")
+        elif m["date"] is not None:
+            age = (1, 0, m["date"])
+        else:
+            age = (2, 0, "")
+        return (first_index[base], age)
+
+    first_index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        m = _ROTATION.match(os.path.basename(name))
+        assert m is not None
+        first_index.setdefault(os.path.join(os.path.dirname(name), m["base"]), i)
+    return sorted(names, key=key)
+
+
+def chunks(log: LogInput, start_offset: int, batch_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Yield (whole lines, offset after them) from start_offset to the end of the content.
+
+    Offsets count decompressed bytes. A last line without its newline is yielded at the end.
+    """
+    stream = log.stream
+    buffered = log.head
+    offset = 0
+    if start_offset >= len(buffered):
+        _skip(stream, start_offset - len(buffered))
+        buffered, offset = b"", start_offset
+    else:
+        buffered, offset = buffered[start_offset:], start_offset
+    while True:
+        try:
+            data = stream.read(batch_bytes)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{log.name}: read error at byte {offset + len(buffered)}: {exc}") from exc
+        if not data:
+            break
+        buffered += data
+        cut = buffered.rfind(b"\n") + 1
+        if cut:
+            yield buffered[:cut], offset + cut
+            offset += cut
+            buffered = buffered[cut:]
+    if buffered:
+        yield buffered, offset + len(buffered)
+
+
+def _skip(stream: BinaryIO, n: int) -> None:
+    if n <= 0:
+        return
+    if stream.seekable():
+        stream.seek(n, os.SEEK_CUR)
+        return
+    while n > 0:
+        got = stream.read(min(n, 1 << 20))
+        if not got:
+            return
+        n -= len(got)
+
+
+def expand(names: list[str]) -> list[str]:
+    """Check every named file exists and is readable before anything is written."""
+    for name in names:
+        if name == "-":
+            continue
+        path = Path(name)
+        if not path.exists():
+            raise SourceError(f"{name}: no such file")
+        if path.is_dir():
+            raise SourceError(f"{name}: is a directory")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"{name}: permission denied")
+    return chronological([n for n in names if n != "-"]) + [n for n in names if n == "-"]

@@ -1,0 +1,112 @@
+"""The store: one DuckDB file; sources' positions commit with the rows they produced."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from exporter.config import StoreConfig
+from exporter.store.schema import SCHEMA_VERSION, TABLES, VIEWS
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why."""
+
+
+@dataclass
+class SourceState:
+    src_id: int
+    name: str
+    fingerprint: bytes
+    offset: int
+    lines: int
+    clock_year: int | None
+    clock_month: int | None
+
+
+def connect(path: Path | str, *, read_only: bool = False, threads: int = 2,
+            memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path), read_only=read_only,
+                             config={"threads": threads, "memory_limit": memory_limit})
+    except duckdb.IOException as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class Store:
+    def __init__(self, config: StoreConfig, *, read_only: bool = False) -> None:
+        self.config = config
+        path = Path(config.path)
+        if read_only and not path.exists():
+            raise StoreError(f"{path}: no such store (ingest a log first)")
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = connect(path, read_only=read_only, threads=config.threads, memory_limit=config.memory_limit)
+        if not read_only:
+            self._migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _migrate(self) -> None:
+        self.con.execute(TABLES)
+        version = self.meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
+        self.con.execute(VIEWS)
+
+    # -- small key/value state -------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("DELETE FROM meta WHERE key = ?", [key])
+        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+
+    def counter(self, key: str) -> int:
+        return int(self.meta(key) or 0)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- sources ---------------------------------------------------------------------------
+    def find_source(self, fingerprint: bytes) -> SourceState | None:
+        """The source whose first bytes match: either is a prefix of the other (a log that grew)."""
+        if not fingerprint:
+            return None
+        rows = self.con.execute(
+            """SELECT src_id, name, fingerprint, offset_bytes, lines, clock_year, clock_month FROM sources
+               ORDER BY updated_at DESC""").fetchall()
+        matches = [r for r in rows if r[2].startswith(fingerprint) or fingerprint.startswith(r[2])]
+        matches.sort(key=lambda r: -len(r[2]))  # the longest known prefix is the surest match
+        return SourceState(*matches[0]) if matches else None
+
+    def new_source(self, name: str, fingerprint: bytes) -> SourceState:
+        src_id = self.counter("next_src_id") + 1
+        self.set_meta("next_src_id", str(src_id))
+        self.con.execute("INSERT INTO sources VALUES (?, ?, ?, 0, 0, NULL, NULL, ?)",
+                         [src_id, name, fingerprint, datetime.now(timezone.utc).replace(tzinfo=None)])
+        return SourceState(src_id, name, fingerprint, 0, 0, None, None)
+
+    def save_source(self, state: SourceState) -> None:
+        self.con.execute(
+            """UPDATE sources SET name = ?, fingerprint = ?, offset_bytes = ?, lines = ?, clock_year = ?,
+                      clock_month = ?, updated_at = ? WHERE src_id = ?""",
+            [state.name, state.fingerprint, state.offset, state.lines, state.clock_year, state.clock_month,
+             datetime.now(timezone.utc).replace(tzinfo=None), state.src_id])

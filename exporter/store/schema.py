@@ -1,0 +1,82 @@
+"""The DuckDB schema: what the store keeps, and the view that the read side searches.
+
+All times are UTC `TIMESTAMP`s. `seq` numbers every line ever ingested, in order; it orders
+events where timestamps tie and names a line for the trace.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS sources (
+    src_id INTEGER, name VARCHAR, fingerprint BLOB, offset_bytes BIGINT, lines BIGINT,
+    clock_year INTEGER, clock_month INTEGER, updated_at TIMESTAMP);
+-- one row per message instance: a queue ID from its first line until `removed` (or expiry)
+CREATE TABLE IF NOT EXISTS messages (
+    msg_id BIGINT, host VARCHAR, queue_id VARCHAR, instance VARCHAR,
+    first_ts TIMESTAMP, last_ts TIMESTAMP, first_seq BIGINT, last_seq BIGINT,
+    origin VARCHAR,                 -- smtpd service (smtpd, submission, ...), 'pickup', or NULL (Postfix-made)
+    client_host VARCHAR, client_ip VARCHAR, sasl_method VARCHAR, sasl_user VARCHAR,
+    message_id VARCHAR, subject VARCHAR, sender VARCHAR, size BIGINT, nrcpt INTEGER, queued_ts TIMESTAMP,
+    removed BOOLEAN, expired_ts TIMESTAMP, held_ts TIMESTAMP,
+    action VARCHAR, action_ts TIMESTAMP,   -- final header/body-check action: reject, discard, hold
+    dkim_domain VARCHAR, dkim_selector VARCHAR, dkim_result VARCHAR,
+    open BOOLEAN);
+-- every delivery line
+CREATE TABLE IF NOT EXISTS attempts (
+    msg_id BIGINT, seq BIGINT, ts TIMESTAMP, recipient VARCHAR, orig_recipient VARCHAR,
+    transport VARCHAR, instance VARCHAR, relay VARCHAR, delay DOUBLE,
+    delay_before_queue DOUBLE, delay_in_queue DOUBLE, delay_connect DOUBLE, delay_transmit DOUBLE,
+    dsn VARCHAR, status VARCHAR, response VARCHAR, code VARCHAR,
+    tls_protocol VARCHAR, tls_trust VARCHAR, tls_cipher VARCHAR);
+-- per-recipient final status (the latest attempt, with the attempt count)
+CREATE TABLE IF NOT EXISTS recipients (
+    msg_id BIGINT, recipient VARCHAR, orig_recipient VARCHAR, ts TIMESTAMP, first_ts TIMESTAMP,
+    status VARCHAR, dsn VARCHAR, relay VARCHAR, delay DOUBLE, attempts INTEGER, response VARCHAR, tls VARCHAR,
+    transport VARCHAR);
+-- SMTP-time rejects (NOQUEUE or with a queue ID), access-map actions, and header/body-check rejects
+CREATE TABLE IF NOT EXISTS rejects (
+    seq BIGINT, ts TIMESTAMP, host VARCHAR, queue_id VARCHAR, msg_id BIGINT, daemon VARCHAR,
+    action VARCHAR, stage VARCHAR, client_host VARCHAR, client_ip VARCHAR, code VARCHAR, dsn VARCHAR,
+    response VARCHAR, sender VARCHAR, recipient VARCHAR, proto VARCHAR, helo VARCHAR, line VARCHAR);
+-- parent -> child queue IDs: bounce/delay/success notices and content-filter re-injection
+CREATE TABLE IF NOT EXISTS links (
+    parent_msg_id BIGINT, child_msg_id BIGINT, host VARCHAR, child_queue_id VARCHAR, kind VARCHAR, ts TIMESTAMP);
+-- the raw lines of each message
+CREATE TABLE IF NOT EXISTS lines (msg_id BIGINT, seq BIGINT, ts TIMESTAMP, line VARCHAR);
+-- lines not parsed, kept raw
+CREATE TABLE IF NOT EXISTS unparsed (seq BIGINT, ts TIMESTAMP, host VARCHAR, source VARCHAR, reason VARCHAR, line VARCHAR);
+-- counts per day: line kinds, skipped and unparsed reasons, postscreen verdicts, correlator evictions
+CREATE TABLE IF NOT EXISTS line_counts (day DATE, host VARCHAR, category VARCHAR, name VARCHAR, n BIGINT);
+-- the latest TLS handshake per process, for delivery lines in the next batch
+CREATE TABLE IF NOT EXISTS pid_tls (
+    host VARCHAR, pid INTEGER, seq BIGINT, ts TIMESTAMP, peer VARCHAR, tls_direction VARCHAR,
+    tls_protocol VARCHAR, tls_trust VARCHAR, tls_cipher VARCHAR);
+"""
+
+# One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
+# plus msg_id and a few columns the read side filters on.
+VIEWS = """
+CREATE OR REPLACE VIEW delivery_records AS
+SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
+       r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
+       r.msg_id, r.transport, m.client_host, m.sasl_user, m.size
+FROM recipients r JOIN messages m ON m.msg_id = r.msg_id
+UNION ALL
+SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
+       'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
+       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size
+FROM rejects j LEFT JOIN messages m ON m.msg_id = j.msg_id
+WHERE j.action IN ('reject', 'milter-reject')
+UNION ALL
+SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
+       CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
+            ELSE 'pending' END,
+       NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
+       m.msg_id, NULL, m.client_host, m.sasl_user, m.size
+FROM messages m
+WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
+  AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.msg_id)
+  AND NOT EXISTS (SELECT 1 FROM rejects j WHERE j.msg_id = m.msg_id AND j.action IN ('reject', 'milter-reject'));
+"""
