@@ -110,7 +110,7 @@ SKIPPED_KINDS = ("other_program", "noise")
 
 
 # Columns every event has; the families below add their own.
-_COMMON = "seq, line, ts, host, instance, service, daemon, pid, qid, kind"
+_COMMON = "seq, ts, host, instance, service, daemon, pid, qid, kind"
 
 # One SELECT per family of lines: each computes only its own fields on only its own rows
 # (a CASE per column over every row costs more than all the string work together).
@@ -154,7 +154,7 @@ FAMILIES: dict[str, str] = {
         FROM ev1 WHERE kind = 'notify'""",
     # NOQUEUE/QID: reject: RCPT from host[ip]: 554 5.7.1 text; from=<s> to=<r> proto=ESMTP helo=<h>
     "reject": f"""
-        SELECT {_COMMON}, action, stage, pi_host(c) AS client_host, pi_ip(c) AS client_ip, reply AS response,
+        SELECT {_COMMON}, line, action, stage, pi_host(c) AS client_host, pi_ip(c) AS client_ip, reply AS response,
                pi_code(reply) AS code, pi_dsn(reply) AS dsn, pi_addr(tail, 'from') AS sender,
                pi_addr(tail, ' to') AS rcpt, pi_addr(tail, 'helo') AS helo,
                rtrim(split_part(split_part(tail, 'proto=', 2), ' ', 1), ',') AS proto
@@ -171,7 +171,7 @@ FAMILIES: dict[str, str] = {
         )""",
     # QID: info: header Subject: text from host[ip]; from=<s> to=<r> proto=ESMTP helo=<h>[: detail]
     "header_action": f"""
-        SELECT {_COMMON}, action, stage, check_text, pi_host(c) AS client_host, pi_ip(c) AS client_ip,
+        SELECT {_COMMON}, line, action, stage, check_text, pi_host(c) AS client_host, pi_ip(c) AS client_ip,
                pi_addr(tail, 'from') AS sender, pi_addr(tail, ' to') AS rcpt, pi_addr(tail, 'helo') AS helo,
                CASE WHEN instr(tail, ' helo=<') > 0
                     THEN nullif(ltrim(substr(tail, instr(tail, ' helo=<') + 8 + length(pi_addr(tail, 'helo'))), ': '), '')
@@ -227,7 +227,7 @@ FAMILIES: dict[str, str] = {
     "info": f"""
         SELECT {_COMMON}, body AS text FROM ev1 WHERE kind IN ('smtp_reply', 'hold', 'release', 'requeue')""",
     "not_parsed": f"""
-        SELECT {_COMMON}, CASE WHEN kind IN ('warning', 'unknown') THEN body END AS text,
+        SELECT {_COMMON}, line, CASE WHEN kind IN ('warning', 'unknown') THEN body END AS text,
                CASE WHEN kind = 'unparsed' THEN coalesce(problem, CASE WHEN host IS NULL THEN 'bad_header' ELSE 'bad_timestamp' END)
                     WHEN kind = 'unknown' THEN 'unknown_' || CASE WHEN daemon IN {_in(DELIVERY_DAEMONS + ('smtpd', 'cleanup', 'bounce', 'pickup', 'postscreen', 'postsuper'))} THEN daemon ELSE 'daemon' END
                     WHEN kind = 'warning' THEN split_part(body, ':', 1)

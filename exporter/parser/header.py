@@ -62,41 +62,38 @@ def parse_headers(con: duckdb.DuckDBPyConnection, clock: Clock, year: int | None
 
     Returns how many lines went back in time by more than a minute (counted, still parsed).
     """
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE hdr AS
-        WITH a AS (
-            SELECT seq, line, problem,
-                   CASE WHEN problem IS NULL THEN regexp_extract(line, '{HEADER_RE}') ELSE '' END AS h
-            FROM batch_in
-        ), b AS (
-            SELECT *, string_split(replace(h, '  ', ' '), ' ') AS p FROM a
-        )
-        SELECT seq, line, problem,
-               CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[2] ELSE p[4] END AS host,
-               CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[3] ELSE p[5] END AS tagpid,
-               CASE WHEN h <> '' AND length(p[1]) = 3 THEN list_position({MONTHS!r}, p[1]) END::TINYINT AS mon,
-               CASE WHEN h <> '' AND length(p[1]) = 3 THEN TRY_CAST(p[2] AS TINYINT) END AS mday,
-               CASE WHEN h <> '' AND length(p[1]) = 3 THEN TRY_CAST(p[3] AS TIME) END AS hms,
-               CASE WHEN h <> '' AND length(p[1]) > 3 THEN TRY_CAST(p[1] AS TIMESTAMPTZ)::TIMESTAMP END AS iso_ts,
-               substr(line, length(h) + 1) AS msg
-        FROM b
-    """)
-    mon = con.sql("SELECT mon FROM hdr").to_arrow_table().column(0).to_numpy(zero_copy_only=False)
-    years = _years(mon, clock, year, con)
+    # Year-less lines start with the month name: the year can be worked out before parsing.
+    mon = con.sql(f"SELECT list_position({MONTHS!r}, substr(line, 1, 3))::TINYINT FROM batch_in").to_arrow_table()
+    mday = con.sql("SELECT TRY_CAST(trim(substr(line, 5, 2)) AS TINYINT) FROM batch_in").to_arrow_table()
+    years = _years(mon.column(0).to_numpy(zero_copy_only=False), mday.column(0).to_numpy(zero_copy_only=False),
+                   clock, year)
     con.register("hdr_years", pa.table({"yr": pa.array(years, pa.int16())}))
+    to_utc = "t" if zone == "UTC" else f"timezone('{zone}', t)::TIMESTAMP"
     try:
-        to_utc = "t" if zone == "UTC" else f"timezone('{zone}', t)::TIMESTAMP"
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE headers AS
-            WITH t AS (
-                SELECT hdr.*, CASE WHEN mon IS NOT NULL THEN try(make_date(yr, mon, mday) + hms) END AS t
-                FROM hdr POSITIONAL JOIN hdr_years
+            WITH a AS (
+                SELECT seq, line, problem, yr,
+                       CASE WHEN problem IS NULL THEN regexp_extract(line, '{HEADER_RE}') ELSE '' END AS h
+                FROM batch_in POSITIONAL JOIN hdr_years
+            ), b AS (
+                SELECT *, string_split(replace(h, '  ', ' '), ' ') AS p FROM a
+            ), c AS (
+                SELECT seq, line, problem, substr(line, length(h) + 1) AS msg,
+                       CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[2] ELSE p[4] END AS host,
+                       CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[3] ELSE p[5] END AS tagpid,
+                       CASE WHEN h = '' THEN NULL
+                            WHEN length(p[1]) > 3 THEN TRY_CAST(p[1] AS TIMESTAMPTZ)::TIMESTAMP
+                            ELSE try(make_date(yr, list_position({MONTHS!r}, p[1]), TRY_CAST(p[2] AS INTEGER))
+                                     + TRY_CAST(p[3] AS TIME)) END AS t,
+                       h <> '' AND length(p[1]) > 3 AS iso
+                FROM b
             )
             SELECT seq, line, problem, host, msg,
-                   coalesce(iso_ts, {to_utc}) AS ts,
+                   CASE WHEN iso THEN t ELSE {to_utc} END AS ts,
                    rtrim(split_part(tagpid, '[', 1), ':') AS tag,
                    TRY_CAST(split_part(split_part(tagpid, '[', 2), ']', 1) AS INTEGER) AS pid
-            FROM t
+            FROM c
         """)
     finally:
         con.unregister("hdr_years")
@@ -104,17 +101,18 @@ def parse_headers(con: duckdb.DuckDBPyConnection, clock: Clock, year: int | None
     return _count_backwards(ts)
 
 
-def _years(mon: np.ndarray, clock: Clock, year: int | None, con: duckdb.DuckDBPyConnection) -> np.ndarray:
+def _years(mon: np.ndarray, mday: np.ndarray, clock: Clock, year: int | None) -> np.ndarray:
     """Year per line: a Dec->Jan step adds one, a step back from Jan to Dec takes it away."""
     known = ~np.isnan(mon) if mon.dtype.kind == "f" else np.ones(len(mon), bool)
     idx = np.flatnonzero(known)
-    years = np.zeros(len(mon), np.int16)
+    years = np.full(len(mon), clock.year or clock.anchor.year, np.int16)
     if len(idx) == 0:
         return years
     months = mon[idx].astype(np.int16)
     if clock.year is None:
-        first_day = con.execute("SELECT mday FROM hdr WHERE mon IS NOT NULL ORDER BY seq LIMIT 1").fetchall()[0][0]
-        clock.year = year if year is not None else clock.start_year(int(months[0]), int(first_day or 1))
+        day = mday[idx[0]]
+        first_day = 1 if day != day else int(day)  # NaN when the day did not parse
+        clock.year = year if year is not None else clock.start_year(int(months[0]), first_day)
         clock.month = int(months[0])
     prev = np.empty_like(months)
     prev[0] = clock.month
@@ -122,7 +120,6 @@ def _years(mon: np.ndarray, clock: Clock, year: int | None, con: duckdb.DuckDBPy
     step = np.where(prev - months >= 6, 1, np.where(months - prev >= 6, -1, 0))
     yr = clock.year + np.cumsum(step)
     years[idx] = yr
-    # lines without a BSD time carry the year of the line before them (unused, but defined)
     clock.year, clock.month = int(yr[-1]), int(months[-1])
     return years
 
