@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig, StoreConfig, default_db_path
 from exporter.ingest import IngestStats, Pipeline
-from exporter.sources.files import SourceError
+from exporter.sources.files import SourceError, expand
 from exporter.store.db import Store, StoreError
 
 EXIT_USAGE = 2
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    expand(args.files)  # a missing or unreadable file fails before the store is touched
     store = Store(StoreConfig(path=_db_path(args)))
     try:
         stats = _ingest(store, args.files, args, ReaderConfig(batch_bytes=args.batch_mb << 20))

@@ -165,7 +165,7 @@ FAMILIES: dict[str, str] = {
                 SELECT *, substr(body, length(action) + 3,
                                  CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
                        CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
-                FROM (SELECT *, split_part(body, ': ', 1) AS action, pi_rfind(body, '; from=<') AS tail_at
+                FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
                       FROM ev1 WHERE kind = 'reject')
             )
         )""",
@@ -187,7 +187,7 @@ FAMILIES: dict[str, str] = {
                 SELECT *, substr(body, length(action) + 3,
                                  CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
                        CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
-                FROM (SELECT *, split_part(body, ': ', 1) AS action, pi_rfind(body, '; from=<') AS tail_at
+                FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
                       FROM ev1 WHERE kind = 'header_action')
             )
         )""",
