@@ -27,7 +27,8 @@ def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: C
         "line": lines.text,
         "problem": lines.problem,
     })
-    con.register("batch_in", batch)
+    # many small record batches, so that DuckDB scans them on every thread
+    con.register("batch_in", pa.Table.from_batches(batch.to_batches(max_chunksize=1 << 15)))
     zone = local_zone_name() if config.timezone == "localtime" else config.timezone
     backwards = parse_headers(con, clock, config.year, zone)
     parse_bodies(con)
