@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     _parser_args(p)
     p.add_argument("--batch-mb", type=int, default=32, help="megabytes parsed per transaction")
+    p.add_argument("--max-open-messages", type=int, default=CorrelatorConfig().max_open_messages,
+                   help="open queue IDs kept; the least recently seen beyond it are evicted (counted)")
+    p.add_argument("--expire-after-seconds", type=float, default=CorrelatorConfig().expire_after_seconds,
+                   help="an open message unseen this long is closed (counted)")
 
     p = sub.add_parser("search", help="one row per recipient delivery")
     _db_arg(p)
@@ -118,8 +122,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _ingest(store: Store, files: list[str], args: argparse.Namespace, reader: ReaderConfig | None = None) -> IngestStats:
     from tqdm import tqdm  # a progress bar on stderr, shown only on a terminal
 
-    pipeline = Pipeline(store, reader or ReaderConfig(),
-                        ParserConfig(year=args.year, timezone=args.timezone), CorrelatorConfig())
+    correlator = CorrelatorConfig(
+        max_open_messages=getattr(args, "max_open_messages", CorrelatorConfig().max_open_messages),
+        expire_after_seconds=getattr(args, "expire_after_seconds", CorrelatorConfig().expire_after_seconds))
+    pipeline = Pipeline(store, reader or ReaderConfig(), ParserConfig(year=args.year, timezone=args.timezone),
+                        correlator)
     total = sum(os.path.getsize(f) for f in files if f != "-" and os.path.isfile(f))
     with tqdm(total=total, unit="B", unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr,
               desc="ingest") as bar:
