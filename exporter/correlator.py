@@ -209,9 +209,11 @@ def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE rcpt_batch AS
         SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, any_value(orig_recipient) AS orig_recipient,
-               max(ts) AS ts, min(ts) AS first_ts, arg_max(status, seq) AS status, arg_max(dsn, seq) AS dsn,
-               arg_max(relay, seq) AS relay, arg_max(delay, seq) AS delay, count(*)::INTEGER AS attempts,
-               arg_max(response, seq) AS response, arg_max(tls_protocol, seq) AS tls, arg_max(transport, seq) AS transport
+               -- the latest attempt's values as they are: arg_max would skip its NULLs (no TLS, no reply)
+               max(ts) AS ts, min(ts) AS first_ts, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
+               arg_max_null(relay, seq) AS relay, arg_max_null(delay, seq) AS delay, count(*)::INTEGER AS attempts,
+               arg_max_null(response, seq) AS response, arg_max_null(tls_protocol, seq) AS tls,
+               arg_max_null(transport, seq) AS transport
         FROM att_batch GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
 
         CREATE OR REPLACE TEMP TABLE rcpt_old AS
