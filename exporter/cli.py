@@ -292,8 +292,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                ["time", "queue_id", "recipient", "dsn", "response"])
     finally:
         store.close()
-    print(f"\nstore: {db}\ntry:   postfix-insights search --db {db} --status deferred --format json"
-          f"\n       postfix-insights trace --db {db} QUEUE_ID", file=sys.stderr)
+    exe = sys.argv[0] if sys.argv[0].endswith("postfix-insights") else "postfix-insights"
+    print(f"\nstore: {db}\ntry:   {exe} search --db {db} --status deferred --format json"
+          f"\n       {exe} trace --db {db} QUEUE_ID", file=sys.stderr)
     return 0
 
 
