@@ -71,7 +71,7 @@ def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: 
         SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open;
         CREATE OR REPLACE TEMP TABLE qev AS
         WITH q AS (
-            SELECT seq, ts, host, qid, kind, instance, line,
+            SELECT seq, ts, host, qid, kind, instance,
                    lag(kind) OVER w AS prev_kind, lag(ts) OVER w AS prev_ts, row_number() OVER w AS rn
             FROM ev1 WHERE qid IS NOT NULL AND kind IN ({kinds})
             WINDOW w AS (PARTITION BY host, qid ORDER BY seq)
@@ -86,7 +86,7 @@ def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: 
             SELECT *, CASE WHEN starts THEN {next_msg_id} - 1 + row_number() OVER (PARTITION BY starts ORDER BY seq) END AS new_id
             FROM s
         )
-        SELECT seq, ts, host, qid, kind, instance, line, open_id, starts, new_id,
+        SELECT seq, ts, host, qid, kind, instance, open_id, starts, new_id,
                coalesce(max(new_id) OVER (PARTITION BY host, qid ORDER BY seq ROWS UNBOUNDED PRECEDING), open_id) AS msg_id
         FROM n
     """)
@@ -250,7 +250,7 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
         SELECT h.seq, h.ts, h.host, h.qid AS queue_id, q.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
                NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
         FROM ev_header_action h JOIN qev q USING (seq) WHERE h.action = 'reject';
-        INSERT INTO lines SELECT msg_id, seq, ts, line FROM qev;
+        INSERT INTO lines SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq);
     """)
     con.execute("""
         INSERT INTO unparsed SELECT seq, ts, host, ?, reason, line FROM ev_not_parsed WHERE kind IN ('unparsed', 'unknown')

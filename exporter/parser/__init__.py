@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from exporter.config import ParserConfig
 from exporter.parser.body import MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bodies
-from exporter.parser.header import Clock, local_zone_name, parse_headers
+from exporter.parser.header import Clock, count_backwards, header_sql, header_years, local_zone_name
 from exporter.sources.lines import Lines
 
 __all__ = ["Clock", "MESSAGE_KINDS", "SKIPPED_KINDS", "install_macros", "parse"]
@@ -22,14 +22,19 @@ def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: C
 
     Returns how many lines went back in time (counted, still parsed)."""
     n = len(lines)
+    con.register("batch_lines", pa.table({"line": lines.text}))
+    try:
+        years = header_years(con, "batch_lines", clock, config.year)
+    finally:
+        con.unregister("batch_lines")
     batch = pa.table({
         "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
         "line": lines.text,
         "problem": lines.problem,
+        "yr": pa.array(years, pa.int16()),
     })
     # many small record batches, so that DuckDB scans them on every thread
     con.register("batch_in", pa.Table.from_batches(batch.to_batches(max_chunksize=1 << 15)))
     zone = local_zone_name() if config.timezone == "localtime" else config.timezone
-    backwards = parse_headers(con, clock, config.year, zone)
-    parse_bodies(con)
-    return backwards
+    parse_bodies(con, header_sql(zone))
+    return count_backwards(con)

@@ -166,7 +166,7 @@ FAMILIES: dict[str, str] = {
                                  CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
                        CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
                 FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
-                      FROM ev1 WHERE kind = 'reject')
+                      FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq) WHERE kind = 'reject')
             )
         )""",
     # QID: info: header Subject: text from host[ip]; from=<s> to=<r> proto=ESMTP helo=<h>[: detail]
@@ -188,7 +188,7 @@ FAMILIES: dict[str, str] = {
                                  CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
                        CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
                 FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
-                      FROM ev1 WHERE kind = 'header_action')
+                      FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq) WHERE kind = 'header_action')
             )
         )""",
     "tls": f"""
@@ -232,11 +232,12 @@ FAMILIES: dict[str, str] = {
                     WHEN kind = 'unknown' THEN 'unknown_' || CASE WHEN daemon IN {_in(DELIVERY_DAEMONS + ('smtpd', 'cleanup', 'bounce', 'pickup', 'postscreen', 'postsuper'))} THEN daemon ELSE 'daemon' END
                     WHEN kind = 'warning' THEN split_part(body, ':', 1)
                     ELSE kind END AS reason
-        FROM ev1 WHERE kind IN ('unparsed', 'unknown', 'warning', 'other_program', 'noise')""",
+        FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq)
+        WHERE kind IN ('unparsed', 'unknown', 'warning', 'other_program', 'noise')""",
 }
 
 
-def parse_bodies(con: duckdb.DuckDBPyConnection) -> None:
+def parse_bodies(con: duckdb.DuckDBPyConnection, headers: str) -> None:
     """headers -> temp table ev1 (every line: kind and common columns) and one temp table
     ev_<family> per family with that family's fields (no wide union: padding it costs more
     than the parsing)."""
@@ -245,9 +246,9 @@ def parse_bodies(con: duckdb.DuckDBPyConnection) -> None:
         WITH a AS (
             SELECT *, regexp_extract(msg, '{QUEUE_ID_RE}') AS q0, string_split(tag, '/') AS tp,
                    starts_with(tag, 'postfix') AND instr(tag, '/') > 0 AS is_postfix
-            FROM headers
+            FROM ({headers}) AS headers
         ), b AS (
-            SELECT seq, line, problem, ts, host, pid, is_postfix, tag,
+            SELECT seq, problem, ts, host, pid, is_postfix, tag,
                    CASE WHEN is_postfix THEN tp[1] END AS instance,
                    CASE WHEN is_postfix THEN tp[-1] ELSE tag END AS daemon,
                    CASE WHEN is_postfix AND len(tp) > 2 THEN tp[2] WHEN is_postfix THEN tp[-1] END AS service,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 # BSD `Nov  5 12:00:00` (space- or zero-padded or unpadded day), RFC 3339 with fraction and
 # offset, then host, tag and optional [pid], then ': '.
@@ -57,48 +56,49 @@ def local_zone_name() -> str:
         return "UTC"
 
 
-def parse_headers(con: duckdb.DuckDBPyConnection, clock: Clock, year: int | None, zone: str) -> int:
-    """batch_in(seq, line, problem) -> temp table headers(seq, line, problem, ts, host, tag, pid, msg).
+def header_years(con: duckdb.DuckDBPyConnection, table: str, clock: Clock, year: int | None) -> np.ndarray:
+    """The year of each line of `table(line)`, worked out before parsing: year-less lines start
+    with the month name."""
+    md = con.sql(f"""SELECT list_position({MONTHS!r}, substr(line, 1, 3))::TINYINT AS mon,
+                            TRY_CAST(trim(substr(line, 5, 2)) AS TINYINT) AS mday FROM {table}""").to_arrow_table()
+    return _years(md.column(0).to_numpy(zero_copy_only=False), md.column(1).to_numpy(zero_copy_only=False),
+                  clock, year)
 
-    Returns how many lines went back in time by more than a minute (counted, still parsed).
-    """
-    # Year-less lines start with the month name: the year can be worked out before parsing.
-    mon = con.sql(f"SELECT list_position({MONTHS!r}, substr(line, 1, 3))::TINYINT FROM batch_in").to_arrow_table()
-    mday = con.sql("SELECT TRY_CAST(trim(substr(line, 5, 2)) AS TINYINT) FROM batch_in").to_arrow_table()
-    years = _years(mon.column(0).to_numpy(zero_copy_only=False), mday.column(0).to_numpy(zero_copy_only=False),
-                   clock, year)
-    con.register("hdr_years", pa.table({"yr": pa.array(years, pa.int16())}))
+
+def header_sql(zone: str) -> str:
+    """SELECT over batch_in(seq, line, problem, yr) -> seq, line, problem, host, msg, ts, tag, pid.
+
+    The header's parts are cut out by position (no lists): after the time comes
+    'host tag[pid]: ', and neither host nor tag holds a space."""
     to_utc = "t" if zone == "UTC" else f"timezone('{zone}', t)::TIMESTAMP"
-    try:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE headers AS
-            WITH a AS (
-                SELECT seq, line, problem, yr,
-                       CASE WHEN problem IS NULL THEN regexp_extract(line, '{HEADER_RE}') ELSE '' END AS h
-                FROM batch_in POSITIONAL JOIN hdr_years
-            ), b AS (
-                SELECT *, string_split(replace(h, '  ', ' '), ' ') AS p FROM a
-            ), c AS (
-                SELECT seq, line, problem, substr(line, length(h) + 1) AS msg,
-                       CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[2] ELSE p[4] END AS host,
-                       CASE WHEN h = '' THEN NULL WHEN length(p[1]) > 3 THEN p[3] ELSE p[5] END AS tagpid,
-                       CASE WHEN h = '' THEN NULL
-                            WHEN length(p[1]) > 3 THEN TRY_CAST(p[1] AS TIMESTAMPTZ)::TIMESTAMP
-                            ELSE try(make_date(yr, list_position({MONTHS!r}, p[1]), TRY_CAST(p[2] AS INTEGER))
-                                     + TRY_CAST(p[3] AS TIME)) END AS t,
-                       h <> '' AND length(p[1]) > 3 AS iso
-                FROM b
-            )
-            SELECT seq, line, problem, host, msg,
-                   CASE WHEN iso THEN t ELSE {to_utc} END AS ts,
-                   rtrim(split_part(tagpid, '[', 1), ':') AS tag,
-                   TRY_CAST(split_part(split_part(tagpid, '[', 2), ']', 1) AS INTEGER) AS pid
-            FROM c
-        """)
-    finally:
-        con.unregister("hdr_years")
-    ts = con.sql("SELECT epoch_us(ts) FROM headers").to_arrow_table().column(0)
-    return _count_backwards(ts)
+    return f"""
+        WITH ha AS (
+            SELECT seq, line, problem, yr,
+                   CASE WHEN problem IS NULL THEN regexp_extract(line, '{HEADER_RE}') ELSE '' END AS h
+            FROM batch_in
+        ), hb AS (
+            SELECT *, h <> '' AND substr(h, 4, 1) <> ' ' AS iso,
+                   CASE WHEN h = '' THEN NULL
+                        WHEN substr(h, 4, 1) <> ' ' THEN substr(h, instr(h, ' ') + 1)
+                        ELSE substr(h, instr(h, ':') + 7) END AS rest
+            FROM ha
+        ), hc AS (
+            SELECT seq, line, problem, substr(line, length(h) + 1) AS msg, iso,
+                   left(rest, instr(rest, ' ') - 1) AS host,
+                   substr(rest, instr(rest, ' ') + 1) AS tp2,
+                   CASE WHEN h = '' THEN NULL
+                        WHEN iso THEN TRY_CAST(left(h, instr(h, ' ') - 1) AS TIMESTAMPTZ)::TIMESTAMP
+                        ELSE try(make_date(yr, list_position({MONTHS!r}, left(h, 3)), TRY_CAST(trim(substr(h, 5, 2)) AS INTEGER))
+                                 + TRY_CAST(substr(h, instr(h, ':') - 2, 8) AS TIME)) END AS t
+            FROM hb
+        )
+        SELECT seq, line, problem, host, msg,
+               CASE WHEN iso THEN t ELSE {to_utc} END AS ts,
+               CASE WHEN instr(tp2, '[') > 0 THEN left(tp2, instr(tp2, '[') - 1) ELSE left(tp2, length(tp2) - 2) END AS tag,
+               CASE WHEN instr(tp2, '[') > 0
+                    THEN TRY_CAST(substr(tp2, instr(tp2, '[') + 1, instr(tp2, ']') - instr(tp2, '[') - 1) AS INTEGER) END AS pid
+        FROM hc
+    """
 
 
 def _years(mon: np.ndarray, mday: np.ndarray, clock: Clock, year: int | None) -> np.ndarray:
@@ -124,7 +124,9 @@ def _years(mon: np.ndarray, mday: np.ndarray, clock: Clock, year: int | None) ->
     return years
 
 
-def _count_backwards(ts: pa.ChunkedArray) -> int:
+def count_backwards(con: duckdb.DuckDBPyConnection) -> int:
+    """How many lines of ev1 went back in time by more than a minute (counted, still parsed)."""
+    ts = con.sql("SELECT epoch_us(ts) FROM ev1 ORDER BY seq").to_arrow_table().column(0)
     values = ts.to_numpy(zero_copy_only=False)
     if values.dtype.kind == "f":
         values = values[~np.isnan(values)].astype(np.int64)

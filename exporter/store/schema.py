@@ -39,14 +39,14 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE TABLE IF NOT EXISTS rejects (
     seq BIGINT, ts TIMESTAMP, host VARCHAR, queue_id VARCHAR, msg_id BIGINT, daemon VARCHAR,
     action VARCHAR, stage VARCHAR, client_host VARCHAR, client_ip VARCHAR, code VARCHAR, dsn VARCHAR,
-    response VARCHAR, sender VARCHAR, recipient VARCHAR, proto VARCHAR, helo VARCHAR, line VARCHAR);
+    response VARCHAR, sender VARCHAR, recipient VARCHAR, proto VARCHAR, helo VARCHAR, line VARCHAR USING COMPRESSION zstd);
 -- parent -> child queue IDs: bounce/delay/success notices and content-filter re-injection
 CREATE TABLE IF NOT EXISTS links (
     parent_msg_id BIGINT, child_msg_id BIGINT, host VARCHAR, child_queue_id VARCHAR, kind VARCHAR, ts TIMESTAMP);
 -- the raw lines of each message
-CREATE TABLE IF NOT EXISTS lines (msg_id BIGINT, seq BIGINT, ts TIMESTAMP, line VARCHAR);
+CREATE TABLE IF NOT EXISTS lines (msg_id BIGINT, seq BIGINT, ts TIMESTAMP, line VARCHAR USING COMPRESSION zstd);
 -- lines not parsed, kept raw
-CREATE TABLE IF NOT EXISTS unparsed (seq BIGINT, ts TIMESTAMP, host VARCHAR, source VARCHAR, reason VARCHAR, line VARCHAR);
+CREATE TABLE IF NOT EXISTS unparsed (seq BIGINT, ts TIMESTAMP, host VARCHAR, source VARCHAR, reason VARCHAR, line VARCHAR USING COMPRESSION zstd);
 -- counts per day: line kinds, skipped and unparsed reasons, postscreen verdicts, correlator evictions
 CREATE TABLE IF NOT EXISTS line_counts (day DATE, host VARCHAR, category VARCHAR, name VARCHAR, n BIGINT);
 -- the latest TLS handshake per process, for delivery lines in the next batch
