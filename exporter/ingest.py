@@ -5,16 +5,21 @@ state and the source's new position commit together or not at all.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from exporter import correlator, parser
 from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
-from exporter.sources.lines import split_lines
+from exporter.sources.lines import Lines, split_lines
 from exporter.store.db import SourceState, Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,18 +64,20 @@ class Pipeline:
                 state = store.new_source(log.name, log.fingerprint)
         clock = Clock(anchor=log.mtime, year=state.clock_year, month=state.clock_month)
         consumed = False
-        for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes):
+        max_line = self.reader.max_line_bytes
+        batches = ((len(chunk), split_lines(chunk, max_line), end_offset)
+                   for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes))
+        for size, lines, end_offset in _read_ahead(batches):
             consumed = True
-            self._ingest_chunk(chunk, end_offset, state, log, clock, stats)
+            self._ingest_chunk(size, lines, end_offset, state, log, clock, stats)
             if progress:
-                progress(len(chunk))
+                progress(size)
         if not consumed:
             stats.skipped_files += 1
 
-    def _ingest_chunk(self, chunk: bytes, end_offset: int, state: SourceState, log: LogInput,
+    def _ingest_chunk(self, size: int, lines: Lines, end_offset: int, state: SourceState, log: LogInput,
                       clock: Clock, stats: IngestStats) -> None:
         store = self.store
-        lines = split_lines(chunk, self.reader.max_line_bytes)
         with store.transaction() as con:
             first_seq = store.counter("next_seq")
             n = len(lines)
@@ -95,4 +102,47 @@ class Pipeline:
             state.clock_year, state.clock_month = clock.year, clock.month
             store.save_source(state)
         stats.lines += n
-        stats.bytes += len(chunk)
+        stats.bytes += size
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Iterate `items` one step ahead in a thread: the next batch is read and split while
+    this one is parsed and stored (DuckDB, numpy and file reads release the GIL). Errors
+    surface in order, after the batches before them; stopping early stops the thread."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slot.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slot.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            slot.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = slot.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slot.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
