@@ -49,6 +49,11 @@ def test_golden_scenario(log: Path, db: Path) -> None:
     _check(log, db, GOLDEN)
 
 
+def test_real_postfix_maillog(db: Path) -> None:
+    """A maillog written by a real Postfix 3.7 (tests/postfix_harness.py) parses to its golden records."""
+    _check(DATA / "postfix-e2e-maillog.log", db, DATA)
+
+
 @pytest.mark.parametrize("log", sorted(SAMPLES.glob("*.log")) + sorted(SAMPLES.glob("*maillog")), ids=lambda p: p.name)
 def test_public_sample(log: Path, db: Path) -> None:
     """Every line of the public samples parses or is counted by reason: none is lost."""
