@@ -51,4 +51,5 @@ class StoreConfig(_Stage):
     path: Path = Field(default_factory=default_db_path)
     threads: int = Field(2, ge=1)
     memory_limit: str = Field("1GB", description="DuckDB memory_limit")
+    checkpoint_mb: int = Field(128, ge=1, description="WAL size that triggers a checkpoint (DuckDB checkpoint_threshold)")
     retention_days: float | None = Field(None, gt=0, description="drop data older than this")

@@ -49,6 +49,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect(path, read_only=read_only, threads=config.threads, memory_limit=config.memory_limit)
         if not read_only:
+            # Checkpoint (fold the WAL into the file) every few batches, not after each: its cost
+            # grows with the store, and the WAL already makes each committed batch durable.
+            self.con.execute(f"SET checkpoint_threshold = '{config.checkpoint_mb}MB'")
             self._migrate()
 
     def close(self) -> None:
