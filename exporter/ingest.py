@@ -91,6 +91,7 @@ class Pipeline:
                 for name, count in (("time_backwards", backwards), ("invalid_utf8", lines.invalid_utf8)):
                     if count:
                         con.execute("INSERT INTO line_counts VALUES (?, NULL, 'anomaly', ?, ?)", [day, name, count])
+                parser.drop_batch_tables(con)
                 stats.messages += result.messages
                 for k, v in result.evicted.items():
                     stats.evicted[k] = stats.evicted.get(k, 0) + v

@@ -9,7 +9,7 @@ from exporter.parser.body import MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bod
 from exporter.parser.header import Clock, count_backwards, header_sql, header_years, local_zone_name
 from exporter.sources.lines import Lines
 
-__all__ = ["Clock", "MESSAGE_KINDS", "SKIPPED_KINDS", "install_macros", "parse"]
+__all__ = ["Clock", "MESSAGE_KINDS", "SKIPPED_KINDS", "drop_batch_tables", "install_macros", "parse"]
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -38,3 +38,12 @@ def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: C
     zone = local_zone_name() if config.timezone == "localtime" else config.timezone
     parse_bodies(con, header_sql(zone))
     return count_backwards(con)
+
+
+def drop_batch_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop this batch's temp tables (parser's and correlator's) inside its transaction, so
+    that they are freed at its commit instead of living on beside the next batch's."""
+    names = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    for (name,) in names:
+        con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
+    con.unregister("batch_in")
