@@ -109,25 +109,29 @@ class Pipeline:
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
     """Iterate `items` one step ahead in a thread: the next batch is read and split while
     this one is parsed and stored (DuckDB, numpy and file reads release the GIL). Errors
-    surface in order, after the batches before them; stopping early stops the thread."""
+    surface in order, after the batches before them; stopping early stops the thread (one
+    blocked reading a pipe is left behind, as a daemon, rather than waited for)."""
     slot: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     done = object()
 
+    def offer(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slot.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer((item, None)):
                     return
-            slot.put((done, None))
+            offer((done, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            slot.put((done, exc))
+            offer((done, exc))
 
     worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
     worker.start()
@@ -141,9 +145,4 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        while worker.is_alive():
-            try:
-                slot.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        worker.join()
+        worker.join(timeout=2.0)
