@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument("--older-than-days", type=float, required=True)
 
+    p = sub.add_parser("serve", help="follow logs, take pushed logs, serve /metrics and /healthz")
+    p.add_argument("--config", type=Path, help="TOML settings file (keys as in docs/configuration.md)")
+    p.add_argument("--db", type=Path, default=None, help="DuckDB store")
+    p.add_argument("--log", action="append", default=[], metavar="GLOB", help="log files to follow (repeatable)")
+    p.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
+    p.add_argument("--syslog-udp", metavar="HOST:PORT")
+    p.add_argument("--syslog-tcp", metavar="HOST:PORT")
+    p.add_argument("--journald", action="store_true", default=None, help="also read the systemd journal")
+    p.add_argument("--year", type=int)
+    p.add_argument("--timezone")
+
     p = sub.add_parser("demo", help="generate a demo log (unless one is given), ingest it and show results")
     p.add_argument("--db", type=Path, default=None, help="store for the demo (default: a temporary file)")
     p.add_argument("--lines", type=int, default=50_000)
@@ -298,7 +309,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "trace": cmd_trace, "stats": cmd_stats,
+def cmd_serve(args: argparse.Namespace) -> int:
+    from exporter import app, settings
+
+    try:
+        config = settings.load(args.config, {
+            "store.path": str(args.db) if args.db else None, "files.logs": args.log, "http.listen": args.listen,
+            "syslog.udp_listen": args.syslog_udp, "syslog.tcp_listen": args.syslog_tcp,
+            "journald.enabled": args.journald, "parser.year": args.year, "parser.timezone": args.timezone})
+    except settings.SettingsError as exc:
+        print(f"postfix-insights: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return app.serve(config)
+
+
+COMMANDS = {"serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search, "trace": cmd_trace, "stats": cmd_stats,
             "export": cmd_export, "prune": cmd_prune, "demo": cmd_demo}
 
 

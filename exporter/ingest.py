@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TypeVar
 
+import duckdb
+
 from exporter import correlator, parser
 from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
@@ -32,12 +34,29 @@ class IngestStats:
     evicted: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchInfo:
+    source: str
+    lines: int
+    anomalies: dict[str, int]
+    evicted: dict[str, int]
+
+
+def lines_from_texts(texts: list[str], max_line_bytes: int) -> Lines:
+    """Pushed lines as the splitter would give them (too long or binary ones flagged)."""
+    return split_lines("\n".join(t.replace("\n", " ") for t in texts).encode("utf-8", "backslashreplace"),
+                       max_line_bytes)
+
+
 @dataclass
 class Pipeline:
     store: Store
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     parser_config: ParserConfig = field(default_factory=ParserConfig)
     correlator_config: CorrelatorConfig = field(default_factory=CorrelatorConfig)
+    # called inside each batch's transaction, after the correlator, before its temp tables go
+    batch_hooks: list[Callable[[duckdb.DuckDBPyConnection, BatchInfo], None]] = field(default_factory=list)
+    _clocks: dict[str, Clock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parser.install_macros(self.store.con)
@@ -55,7 +74,9 @@ class Pipeline:
         return stats
 
     def ingest_stream(self, log: LogInput, stats: IngestStats,
-                      progress: Callable[[int], None] | None = None) -> None:
+                      progress: Callable[[int], None] | None = None, final: bool = True) -> None:
+        """Read a log from its stored position to its end (a followed file: `final=False`,
+        which leaves a line still being written for the next read)."""
         store = self.store
         state = store.find_source(log.fingerprint)
         stats.files += 1
@@ -66,7 +87,7 @@ class Pipeline:
         consumed = False
         max_line = self.reader.max_line_bytes
         batches = ((len(chunk), split_lines(chunk, max_line), end_offset)
-                   for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes))
+                   for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes, final))
         for size, lines, end_offset in _read_ahead(batches):
             consumed = True
             self._ingest_chunk(size, lines, end_offset, state, log, clock, stats)
@@ -79,22 +100,7 @@ class Pipeline:
                       clock: Clock, stats: IngestStats) -> None:
         store = self.store
         with store.transaction() as con:
-            first_seq = store.counter("next_seq")
-            n = len(lines)
-            if n:
-                backwards = parser.parse(con, lines, first_seq, clock, self.parser_config, log.name)
-                next_msg_id, result = correlator.correlate(
-                    con, self.correlator_config, store.counter("next_msg_id") or 1, log.name)
-                store.set_meta("next_msg_id", str(next_msg_id))
-                store.set_meta("next_seq", str(first_seq + n))
-                day = datetime.now(timezone.utc).date()
-                for name, count in (("time_backwards", backwards), ("invalid_utf8", lines.invalid_utf8)):
-                    if count:
-                        con.execute("INSERT INTO line_counts VALUES (?, NULL, 'anomaly', ?, ?)", [day, name, count])
-                parser.drop_batch_tables(con)
-                stats.messages += result.messages
-                for k, v in result.evicted.items():
-                    stats.evicted[k] = stats.evicted.get(k, 0) + v
+            n = self._ingest_batch(con, lines, log.name, clock, stats)
             state.offset = end_offset
             state.lines += n
             state.name = log.name
@@ -104,6 +110,45 @@ class Pipeline:
             store.save_source(state)
         stats.lines += n
         stats.bytes += size
+
+    def ingest_lines(self, texts: list[str], source: str, stats: IngestStats,
+                     meta: dict[str, str] | None = None) -> None:
+        """Lines pushed to us (syslog, Loki, journald): one transaction, with `meta` keys
+        (such as a journald cursor) saved in it."""
+        clock = self._clocks.setdefault(source, Clock(anchor=datetime.now(timezone.utc)))
+        clock.anchor = datetime.now(timezone.utc)
+        lines = lines_from_texts(texts, self.reader.max_line_bytes)
+        with self.store.transaction() as con:
+            n = self._ingest_batch(con, lines, source, clock, stats)
+            for key, value in (meta or {}).items():
+                self.store.set_meta(key, value)
+        stats.lines += n
+
+    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, lines: Lines, source: str, clock: Clock,
+                      stats: IngestStats) -> int:
+        store = self.store
+        n = len(lines)
+        if not n:
+            return 0
+        first_seq = store.counter("next_seq")
+        backwards = parser.parse(con, lines, first_seq, clock, self.parser_config, source)
+        next_msg_id, result = correlator.correlate(
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source)
+        store.set_meta("next_msg_id", str(next_msg_id))
+        store.set_meta("next_seq", str(first_seq + n))
+        day = datetime.now(timezone.utc).date()
+        anomalies = {"time_backwards": backwards, "invalid_utf8": lines.invalid_utf8}
+        for name, count in anomalies.items():
+            if count:
+                con.execute("INSERT INTO line_counts VALUES (?, NULL, 'anomaly', ?, ?)", [day, name, count])
+        info = BatchInfo(source, n, anomalies, result.evicted)
+        for hook in self.batch_hooks:
+            hook(con, info)
+        parser.drop_batch_tables(con)
+        stats.messages += result.messages
+        for k, v in result.evicted.items():
+            stats.evicted[k] = stats.evicted.get(k, 0) + v
+        return n
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:

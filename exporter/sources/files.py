@@ -85,10 +85,11 @@ def chronological(names: list[str]) -> list[str]:
     return sorted(names, key=key)
 
 
-def chunks(log: LogInput, start_offset: int, batch_bytes: int) -> Iterator[tuple[bytes, int]]:
+def chunks(log: LogInput, start_offset: int, batch_bytes: int, final: bool = True) -> Iterator[tuple[bytes, int]]:
     """Yield (whole lines, offset after them) from start_offset to the end of the content.
 
-    Offsets count decompressed bytes. A last line without its newline is yielded at the end.
+    Offsets count decompressed bytes. A last line without its newline is yielded at the end
+    only when `final` (a finished file); a followed file may still be writing it.
     """
     stream = log.stream
     buffered = log.head
@@ -111,7 +112,7 @@ def chunks(log: LogInput, start_offset: int, batch_bytes: int) -> Iterator[tuple
             yield buffered[:cut], offset + cut
             offset += cut
             buffered = buffered[cut:]
-    if buffered:
+    if buffered and final:
         yield buffered, offset + len(buffered)
 
 

@@ -1,0 +1,254 @@
+"""Prometheus metrics: per-batch deltas kept in the store, served by a custom Collector.
+
+Each batch adds its deltas to `metric_totals` in the batch's own transaction, so counters
+survive restarts (no drop, no fake spike) and a crash never counts a line twice. The
+Collector serves an in-memory snapshot of that table, refreshed after each commit, so a
+scrape never touches the database.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric)
+from prometheus_client.registry import Collector
+
+PREFIX = "postfix_insights_"
+DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000)
+DELAY_STAGES = {"before_queue": "delay_before_queue", "in_queue": "delay_in_queue",
+                "connect": "delay_connect", "transmit": "delay_transmit", "total": "delay"}
+
+# Reason categories for deferrals, bounces and rejects, first match wins (lower-cased reply text).
+REASONS: tuple[tuple[str, str], ...] = (
+    ("mailbox_full", r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (system )?storage|out of storage"),
+    ("unknown_user", r"user unknown|unknown user|no such user|mailbox unavailable|does not exist|recipient address rejected: user|invalid recipient|undeliverable address|account .*(disabled|doesn.t exist)"),
+    ("greylisting", r"greylist|graylist|try again later|temporarily deferred"),
+    ("blocklisted", r"blocked|blocklist|blacklist|denylist|spamhaus|\brbl\b|dnsbl|reputation|listed"),
+    ("rate_limit", r"rate limit|too many|throttl|exceeded.*(connections|messages)|slow down"),
+    ("tls", r"tls|starttls|certificate|ssl"),
+    ("dns", r"host not found|name service|domain not found|no mx|nxdomain|dns|hostname"),
+    ("connection", r"connection (refused|timed out|reset)|lost connection|timed out|network is unreachable|no route to host|conversation with"),
+    ("policy", r"policy|relay access denied|spam|rejected|denied|not permitted|spf|dmarc|dkim|content"),
+)
+
+HELP = {
+    "messages_received_total": "Messages queued by Postfix, by how they arrived (smtpd service, pickup, or Postfix itself) and instance.",
+    "lines_total": "Log lines read, by line kind the parser gave them.",
+    "unparsed_lines_total": "Lines not turned into events, by reason (kept raw in the store).",
+    "skipped_lines_total": "Lines deliberately skipped: other programs and Postfix noise.",
+    "deliveries_total": "Delivery attempts (every to= line), by status, transport and DSN class.",
+    "domain_deliveries_total": "Delivery attempts by recipient domain (top domains by volume, the rest as 'other') and status.",
+    "deferrals_total": "Deferred delivery attempts by DSN and reason category.",
+    "bounces_total": "Bounced or expired recipients by DSN and reason category.",
+    "rejects_total": "SMTP-time and content-check rejects by SMTP code and reason category.",
+    "postscreen_verdicts_total": "postscreen(8) verdicts and events.",
+    "sasl_auth_failures_total": "Failed SASL authentications, by mechanism.",
+    "tls_connections_total": "TLS handshakes logged, by direction (in/out), protocol and trust.",
+    "outbound_deliveries_total": "Successful SMTP/LMTP deliveries, by whether the connection used TLS.",
+    "dkim_signatures_total": "DKIM signatures added by opendkim, by signing domain.",
+    "dkim_verifications_total": "DKIM verification results of opendkim (pass, fail, none).",
+    "evictions_total": "Open message instances closed by the correlator's bounds (expired or over capacity).",
+    "anomalies_total": "Lines with anomalies that were still parsed (invalid UTF-8, time going backwards).",
+    "lines_read_total": "Lines read, per source (file name without rotation suffix, or intake).",
+    "delivery_delay_seconds": "Delivery delay of each message once, at its removal, from its last final attempt, by stage.",
+}
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE IF NOT EXISTS metric_totals (name VARCHAR, labels VARCHAR, value DOUBLE);
+        CREATE TABLE IF NOT EXISTS metric_domains (domain VARCHAR);
+    """)
+
+
+def _reason_sql(col: str) -> str:
+    cases = " ".join(f"WHEN regexp_matches(lower({col}), '{pattern.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
+                     for name, pattern in REASONS)
+    return f"CASE WHEN {col} IS NULL THEN 'other' {cases} ELSE 'other' END"
+
+
+def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
+    """Add this batch's deltas to metric_totals. Runs inside the batch's transaction, after the
+    correlator, over its temp tables (ev, ev_<family>, att_batch, msg_batch)."""
+    con.execute(f"""
+        INSERT INTO metric_domains
+        SELECT domain FROM (
+            SELECT lower(split_part(recipient, '@', 2)) AS domain, count(*) AS n FROM att_batch
+            WHERE recipient LIKE '%@%' GROUP BY 1)
+        WHERE domain NOT IN (SELECT domain FROM metric_domains)
+        ORDER BY n DESC, domain
+        LIMIT greatest(0, {int(top_domains)} - (SELECT count(*) FROM metric_domains));
+    """)
+    bucket_rows = " UNION ALL ".join(
+        f"SELECT 'delivery_delay_seconds_bucket', json_object('stage', '{stage}', 'le', '{le}'), "
+        f"count(*) FILTER (WHERE {col} <= {le}) FROM final"
+        for stage, col in DELAY_STAGES.items() for le in DELAY_BUCKETS)
+    totals = " UNION ALL ".join(
+        f"SELECT 'delivery_delay_seconds_count', json_object('stage', '{stage}'), count({col}) FROM final "
+        f"UNION ALL SELECT 'delivery_delay_seconds_sum', json_object('stage', '{stage}'), coalesce(sum({col}), 0) FROM final"
+        for stage, col in DELAY_STAGES.items())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE metric_delta AS
+        WITH final AS (   -- each message once, when it is removed: its last sent/bounced attempt
+            SELECT arg_max(a.delay, a.seq) AS delay, arg_max(a.delay_before_queue, a.seq) AS delay_before_queue,
+                   arg_max(a.delay_in_queue, a.seq) AS delay_in_queue, arg_max(a.delay_connect, a.seq) AS delay_connect,
+                   arg_max(a.delay_transmit, a.seq) AS delay_transmit
+            FROM attempts a JOIN msg_batch b ON a.msg_id = b.msg_id
+            WHERE b.removed AND a.status IN ('sent', 'bounced')
+            GROUP BY a.msg_id
+        ), d AS (
+            SELECT 'messages_received_total' AS name,
+                   json_object('origin', coalesce(m.origin, 'postfix'), 'instance', coalesce(m.instance, '')) AS labels,
+                   count(*)::DOUBLE AS value
+            FROM msg_batch b JOIN messages m ON m.msg_id = b.msg_id
+            WHERE b.queued_ts IS NOT NULL AND m.queued_ts = b.queued_ts GROUP BY ALL
+            UNION ALL
+            SELECT 'lines_total', json_object('kind', kind), count(*) FROM ev1 GROUP BY ALL
+            UNION ALL
+            SELECT CASE WHEN kind IN ('other_program', 'noise') THEN 'skipped_lines_total' ELSE 'unparsed_lines_total' END,
+                   json_object('reason', CASE WHEN kind = 'other_program' THEN 'other_program' ELSE reason END), count(*)
+            FROM ev_not_parsed WHERE kind <> 'warning' GROUP BY ALL
+            UNION ALL
+            SELECT 'deliveries_total', json_object('status', coalesce(status, ''), 'transport', coalesce(transport, ''),
+                                                   'dsn_class', coalesce(substr(dsn, 1, 1), '')), count(*)
+            FROM att_batch GROUP BY ALL
+            UNION ALL
+            SELECT 'domain_deliveries_total',
+                   json_object('domain', CASE WHEN d.domain IS NULL THEN 'other' ELSE d.domain END, 'status', coalesce(a.status, '')),
+                   count(*)
+            FROM att_batch a LEFT JOIN metric_domains d ON d.domain = lower(split_part(a.recipient, '@', 2)) GROUP BY ALL
+            UNION ALL
+            SELECT 'deferrals_total', json_object('dsn', coalesce(dsn, ''), 'reason', {_reason_sql('response')}), count(*)
+            FROM att_batch WHERE status = 'deferred' GROUP BY ALL
+            UNION ALL
+            SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', {_reason_sql('response')}), count(*)
+            FROM att_batch WHERE status = 'bounced' GROUP BY ALL
+            UNION ALL
+            SELECT 'bounces_total', json_object('dsn', coalesce(r.dsn, ''), 'reason', 'expired'), count(*)
+            FROM msg_batch b JOIN recipients r ON r.msg_id = b.msg_id
+            WHERE b.expired_ts IS NOT NULL AND r.status = 'expired' GROUP BY ALL
+            UNION ALL
+            SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {_reason_sql('response')}), count(*)
+            FROM ev_reject WHERE action IN ('reject', 'milter-reject') GROUP BY ALL
+            UNION ALL
+            SELECT 'rejects_total', json_object('code', '', 'reason', 'content'), count(*)
+            FROM ev_header_action WHERE action = 'reject' GROUP BY ALL
+            UNION ALL
+            SELECT 'postscreen_verdicts_total', json_object('verdict', verdict), count(*) FROM ev_postscreen GROUP BY ALL
+            UNION ALL
+            SELECT 'sasl_auth_failures_total', json_object('method', coalesce(sasl_method, '')), count(*)
+            FROM ev_sasl_failed GROUP BY ALL
+            UNION ALL
+            SELECT 'tls_connections_total',
+                   json_object('direction', CASE WHEN tls_direction = 'to' THEN 'out' ELSE 'in' END,
+                               'protocol', coalesce(tls_protocol, ''), 'trust', lower(coalesce(tls_trust, ''))), count(*)
+            FROM ev_tls GROUP BY ALL
+            UNION ALL
+            SELECT 'outbound_deliveries_total', json_object('tls', CASE WHEN tls_protocol IS NULL THEN 'no' ELSE 'yes' END),
+                   count(*)
+            FROM att_batch WHERE status = 'sent' AND transport IN ('smtp', 'lmtp') AND relay LIKE '%[%]%'
+              AND relay NOT LIKE '%[127.%' AND relay NOT LIKE '%[::1]%' GROUP BY ALL
+            UNION ALL
+            SELECT 'dkim_signatures_total', json_object('domain', coalesce(dkim_domain, '')), count(*)
+            FROM ev_dkim WHERE kind = 'dkim_sign' GROUP BY ALL
+            UNION ALL
+            SELECT 'dkim_verifications_total', json_object('result', dkim_result), count(*)
+            FROM ev_dkim WHERE kind = 'dkim_verify' GROUP BY ALL
+            UNION ALL {bucket_rows}
+            UNION ALL {totals}
+        )
+        SELECT name, labels::VARCHAR AS labels, sum(value) AS value FROM d GROUP BY ALL HAVING sum(value) <> 0;
+    """)
+    _apply(con)
+
+
+def add(con: duckdb.DuckDBPyConnection, name: str, labels: dict[str, str], value: float) -> None:
+    """A delta that is not derived from the batch tables (evictions, anomalies)."""
+    if not value:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE metric_delta AS SELECT ? AS name, ? AS labels, ?::DOUBLE AS value",
+                [name, json.dumps(labels, separators=(",", ":")), value])
+    _apply(con)
+
+
+def _apply(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        UPDATE metric_totals SET value = metric_totals.value + d.value
+        FROM metric_delta d WHERE metric_totals.name = d.name AND metric_totals.labels = d.labels;
+        INSERT INTO metric_totals SELECT d.* FROM metric_delta d
+        ANTI JOIN metric_totals t ON t.name = d.name AND t.labels = d.labels;
+    """)
+
+
+@dataclass
+class Snapshot:
+    """Counter totals as committed, plus gauges the service sets (lag, open IDs, queues)."""
+    totals: dict[str, dict[tuple[tuple[str, str], ...], float]] = field(default_factory=dict)
+    gauges: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        totals: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for name, labels, value in con.execute("SELECT name, labels, value FROM metric_totals").fetchall():
+            key = tuple(sorted(json.loads(labels).items()))
+            totals.setdefault(name, {})[key] = value
+        with self.lock:
+            self.totals = totals
+
+    def set_gauge(self, name: str, help_text: str, values: dict[tuple[tuple[str, str], ...], float]) -> None:
+        with self.lock:
+            self.gauges[name] = (help_text, dict(values))
+
+
+class StoreCollector(Collector):
+    """Serves the snapshot: counters, the delay histogram, the TLS share, and gauges."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        with self.snapshot.lock:
+            totals = {k: dict(v) for k, v in self.snapshot.totals.items()}
+            gauges = dict(self.snapshot.gauges)
+        for short, help_text in HELP.items():
+            if short == "delivery_delay_seconds":
+                yield from self._histogram(totals)
+                continue
+            name = PREFIX + short.removesuffix("_total")
+            series = totals.get(short, {})
+            labelnames = sorted({k for key in series for k, _ in key})
+            family = CounterMetricFamily(name, help_text, labels=labelnames)
+            for key, value in sorted(series.items()):
+                d = dict(key)
+                family.add_metric([d.get(n, "") for n in labelnames], value)
+            yield family
+        out = totals.get("outbound_deliveries_total", {})
+        done = sum(out.values())
+        share = GaugeMetricFamily(PREFIX + "outbound_tls_ratio",
+                                  "Share of successful outbound SMTP/LMTP deliveries that used TLS (0..1).")
+        if done:
+            share.add_metric([], out.get((("tls", "yes"),), 0.0) / done)
+        yield share
+        for name, (help_text, values) in sorted(gauges.items()):
+            labelnames = sorted({k for key in values for k, _ in key})
+            g = GaugeMetricFamily(PREFIX + name, help_text, labels=labelnames)
+            for key, value in sorted(values.items()):
+                d = dict(key)
+                g.add_metric([d.get(n, "") for n in labelnames], value)
+            yield g
+
+    @staticmethod
+    def _histogram(totals: dict) -> Iterable[Metric]:
+        hist = HistogramMetricFamily(PREFIX + "delivery_delay_seconds", HELP["delivery_delay_seconds"],
+                                     labels=["stage"])
+        buckets = totals.get("delivery_delay_seconds_bucket", {})
+        counts = totals.get("delivery_delay_seconds_count", {})
+        sums = totals.get("delivery_delay_seconds_sum", {})
+        for stage in DELAY_STAGES:
+            count = counts.get((("stage", stage),), 0.0)
+            le_values = [(str(le), buckets.get((("le", str(le)), ("stage", stage)), 0.0)) for le in DELAY_BUCKETS]
+            hist.add_metric([stage], le_values + [("+Inf", count)], sums.get((("stage", stage),), 0.0))
+        yield hist
