@@ -18,10 +18,10 @@ setup: $(VENV)/.installed
 run: setup
 	$(PI) demo $(LOG)
 
-## Debian packages the end-to-end tests use (a real Postfix); needs root, done by CI too
+## Debian packages the tests use (postfix, prometheus, logger); needs root, done by CI too
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash .ci/install-postfix.sh; \
-	 else echo "not root or no apt-get: the real-Postfix test will be skipped"; fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash .ci/install-system-deps.sh; \
+	 else echo "not root or no apt-get: tests needing postfix/prometheus are skipped"; fi
 
 test: setup system-deps
 	$(PY) -m pytest -q

@@ -57,9 +57,9 @@ async def handle_loki_push(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     if request.content_length is not None and request.content_length > cfg.http.max_body_bytes:
         return error(413, f"body larger than {cfg.http.max_body_bytes} bytes")
-    body = await request.read()
+    body = await request.read()  # aiohttp has already undone a gzip/deflate Content-Encoding
     try:
-        entries = loki.decode(body, request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+        entries = loki.decode(body, request.headers.get("Content-Type"))
     except loki.PushFormatError as exc:
         return error(400, str(exc))
     lines = [loki.to_log_line(e, cfg.intake.host_label) for e in entries]

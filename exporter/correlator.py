@@ -148,7 +148,7 @@ def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
         SELECT base.*, coalesce(cl.origin, CASE WHEN pk.msg_id IS NOT NULL THEN 'pickup' END) AS origin,
                cl.client_host, cl.client_ip, cl.sasl_method, cl.sasl_user, mid.message_id,
                CASE WHEN instr(hc.subject_raw, '=?') > 0 THEN pi_mime(hc.subject_raw) ELSE hc.subject_raw END AS subject,
-               coalesce(qd.sender, pk.sender) AS sender, qd.size, qd.nrcpt, qd.queued_ts, qd.expired_ts,
+               coalesce(qd.sender, pk.sender) AS sender, qd.sender AS qmgr_sender, qd.size, qd.nrcpt, qd.queued_ts, qd.expired_ts,
                CASE WHEN hold.released_ts >= hold.held_ts THEN NULL ELSE hold.held_ts END AS held_ts,
                hold.released_ts, hc.action, hc.action_ts, dk.dkim_domain, dk.dkim_selector, dk.dkim_result
         FROM base LEFT JOIN cl USING (msg_id) LEFT JOIN pk USING (msg_id) LEFT JOIN mid USING (msg_id)
@@ -166,7 +166,10 @@ def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
                coalesce(m.origin, b.origin) AS origin, coalesce(m.client_host, b.client_host) AS client_host,
                coalesce(m.client_ip, b.client_ip) AS client_ip, coalesce(m.sasl_method, b.sasl_method) AS sasl_method,
                coalesce(m.sasl_user, b.sasl_user) AS sasl_user, coalesce(m.message_id, b.message_id) AS message_id,
-               coalesce(m.subject, b.subject) AS subject, coalesce(m.sender, b.sender) AS sender,
+               coalesce(m.subject, b.subject) AS subject,
+               -- qmgr's envelope sender is the full address; pickup's (from an earlier batch) may be a bare login
+               CASE WHEN m.queued_ts IS NULL AND b.qmgr_sender IS NOT NULL THEN b.qmgr_sender
+                    ELSE coalesce(m.sender, b.sender) END AS sender,
                coalesce(m.size, b.size) AS size, coalesce(m.nrcpt, b.nrcpt) AS nrcpt,
                coalesce(m.queued_ts, b.queued_ts) AS queued_ts,
                coalesce(m.removed, false) OR b.removed AS removed, coalesce(b.expired_ts, m.expired_ts) AS expired_ts,
