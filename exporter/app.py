@@ -128,7 +128,7 @@ def build_app(config: ServeConfig) -> web.Application:
     snapshot = metrics.Snapshot()
     worker = IngestWorker(config, snapshot)
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(metrics.StoreCollector(snapshot))
+    registry.register(metrics.StoreCollector(snapshot, kumina=config.metrics.kumina_compat))
     app = web.Application(middlewares=[json_errors], client_max_size=config.http.max_body_bytes)
     app[WORKER], app[REGISTRY], app[CONFIG] = worker, registry, config
     app.router.add_get("/metrics", handle_metrics)

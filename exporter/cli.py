@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--syslog-udp", metavar="HOST:PORT")
     p.add_argument("--syslog-tcp", metavar="HOST:PORT")
     p.add_argument("--journald", action="store_true", default=None, help="also read the systemd journal")
+    p.add_argument("--kumina-compat", action="store_true", default=None,
+                   help="also serve kumina postfix_exporter metric names (dashboard 10013)")
     p.add_argument("--year", type=int)
     p.add_argument("--timezone")
 
@@ -316,7 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = settings.load(args.config, {
             "store.path": str(args.db) if args.db else None, "files.logs": args.log, "http.listen": args.listen,
             "syslog.udp_listen": args.syslog_udp, "syslog.tcp_listen": args.syslog_tcp,
-            "journald.enabled": args.journald, "parser.year": args.year, "parser.timezone": args.timezone})
+            "journald.enabled": args.journald, "metrics.kumina_compat": args.kumina_compat, "parser.year": args.year, "parser.timezone": args.timezone})
     except settings.SettingsError as exc:
         print(f"postfix-insights: {exc}", file=sys.stderr)
         return EXIT_USAGE

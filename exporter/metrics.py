@@ -204,10 +204,12 @@ class Snapshot:
 
 
 class StoreCollector(Collector):
-    """Serves the snapshot: counters, the delay histogram, the TLS share, and gauges."""
+    """Serves the snapshot: counters, the delay histogram, the TLS share, and gauges; with
+    `kumina=True` also the names of kumina's postfix_exporter (community dashboard 10013)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, kumina: bool = False) -> None:
         self.snapshot = snapshot
+        self.kumina = kumina
 
     def collect(self) -> Iterator[Metric]:
         with self.snapshot.lock:
@@ -239,6 +241,8 @@ class StoreCollector(Collector):
                 d = dict(key)
                 g.add_metric([d.get(n, "") for n in labelnames], value)
             yield g
+        if self.kumina:
+            yield from kumina_families(totals)
 
     @staticmethod
     def _histogram(totals: dict) -> Iterable[Metric]:
@@ -252,3 +256,80 @@ class StoreCollector(Collector):
             le_values = [(str(le), buckets.get((("le", str(le)), ("stage", stage)), 0.0)) for le in DELAY_BUCKETS]
             hist.add_metric([stage], le_values + [("+Inf", count)], sums.get((("stage", stage),), 0.0))
         yield hist
+
+
+# kumina postfix_exporter name -> (our total, label filter, their label from ours)
+_KUMINA_FROM_KIND = {
+    "postfix_smtpd_connects": "connect", "postfix_smtpd_disconnects": "disconnect",
+    "postfix_qmgr_messages_removed": "removed", "postfix_qmgr_messages_expired": "expired",
+    "postfix_cleanup_messages_processed": "message_id", "postfix_smtpd_lost_connections": "lost_connection",
+    "postfix_smtp_connection_timed_out": "connect_failed",
+}
+_KUMINA_STAGES = {"before_queue": "before_queue_manager", "in_queue": "queue_manager",
+                  "connect": "connection_setup", "transmit": "transmission"}
+
+
+def _sum(series: dict, **want: str) -> float:
+    return sum(v for key, v in series.items() if all(dict(key).get(k) == w for k, w in want.items()))
+
+
+def kumina_families(totals: dict) -> Iterator[Metric]:
+    """The same counts under kumina's names and labels, so dashboards built for it keep working.
+    Unlike kumina, deferrals are counted and delays observe each message once."""
+    kinds = totals.get("lines_total", {})
+    for name, kind in _KUMINA_FROM_KIND.items():
+        fam = CounterMetricFamily(name, f"kumina-compatible: lines of kind {kind}.",
+                                  labels=["after_stage"] if name.endswith("lost_connections") else [])
+        fam.add_metric([""] if name.endswith("lost_connections") else [], _sum(kinds, kind=kind))
+        yield fam
+    rejects = totals.get("rejects_total", {})
+    fam = CounterMetricFamily("postfix_smtpd_messages_rejected", "kumina-compatible: SMTP-time rejects by code.",
+                              labels=["code"])
+    for code in sorted({dict(k).get("code", "") for k in rejects if dict(k).get("code")}):
+        fam.add_metric([code], _sum(rejects, code=code))
+    yield fam
+    fam = CounterMetricFamily("postfix_cleanup_messages_rejected", "kumina-compatible: cleanup rejects.")
+    fam.add_metric([], _sum(rejects, reason="content"))
+    yield fam
+    fam = CounterMetricFamily("postfix_smtpd_messages_processed", "kumina-compatible: smtpd client= lines.",
+                              labels=["sasl_method"])
+    fam.add_metric([""], _sum(kinds, kind="client"))
+    yield fam
+    fam = CounterMetricFamily("postfix_smtpd_sasl_authentication_failures", "kumina-compatible: SASL failures.")
+    fam.add_metric([], sum(totals.get("sasl_auth_failures_total", {}).values()))
+    yield fam
+    deliveries = totals.get("deliveries_total", {})
+    fam = CounterMetricFamily("postfix_smtp_deferred_messages", "kumina-compatible: deferred smtp deliveries.")
+    fam.add_metric([], _sum(deliveries, status="deferred", transport="smtp"))
+    yield fam
+    tls = totals.get("tls_connections_total", {})
+    for direction, name in (("out", "postfix_smtp_tls_connections"), ("in", "postfix_smtpd_tls_connections")):
+        labels = ["trust", "protocol", "cipher", "secret_bits", "algorithm_bits"]
+        fam = CounterMetricFamily(name, "kumina-compatible: TLS connections.", labels=labels)
+        for key, value in sorted(tls.items()):
+            d = dict(key)
+            if d.get("direction") == direction:
+                fam.add_metric([d.get("trust", "").capitalize(), d.get("protocol", ""), "", "", ""], value)
+        yield fam
+    fam = CounterMetricFamily("postfix_unsupported_log_entries", "kumina-compatible: lines not understood.",
+                              labels=["service", "level"])
+    for key, value in sorted(totals.get("unparsed_lines_total", {}).items()):
+        fam.add_metric([dict(key).get("reason", ""), ""], value)
+    yield fam
+    fam = CounterMetricFamily("opendkim_signatures_added", "kumina-compatible: DKIM signatures added.",
+                              labels=["subject", "domain"])
+    for key, value in sorted(totals.get("dkim_signatures_total", {}).items()):
+        fam.add_metric(["", dict(key).get("domain", "")], value)
+    yield fam
+    up = GaugeMetricFamily("postfix_up", "kumina-compatible: 1 while logs are being read.", labels=["path"])
+    up.add_metric([""], 1.0)
+    yield up
+    hist = HistogramMetricFamily("postfix_smtp_delivery_delay_seconds",
+                                 "kumina-compatible: delivery delay by stage (each message once).", labels=["stage"])
+    buckets = totals.get("delivery_delay_seconds_bucket", {})
+    for ours, theirs in _KUMINA_STAGES.items():
+        count = totals.get("delivery_delay_seconds_count", {}).get((("stage", ours),), 0.0)
+        le_values = [(str(le), buckets.get((("le", str(le)), ("stage", ours)), 0.0)) for le in DELAY_BUCKETS]
+        hist.add_metric([theirs], le_values + [("+Inf", count)],
+                        totals.get("delivery_delay_seconds_sum", {}).get((("stage", ours),), 0.0))
+    yield hist

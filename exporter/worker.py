@@ -21,7 +21,7 @@ import duckdb
 from exporter import metrics
 from exporter.ingest import BatchInfo, IngestStats, Pipeline
 from exporter.settings import ServeConfig
-from exporter.sources import journald
+from exporter.sources import journald, postqueue
 from exporter.sources.files import LogInput
 from exporter.sources.follow import Follower
 from exporter.store.db import Store
@@ -71,6 +71,7 @@ class IngestWorker(threading.Thread):
         self._journal_thread: threading.Thread | None = None
         self._journal_cursor = self.store.meta("journald_cursor")
         self.stats = IngestStats()
+        self._next_queue_read = 0.0
 
     # -- producers (any thread) ------------------------------------------------------------
     def push(self, source: str, lines: list[str], meta: dict[str, str] | None = None) -> Future:
@@ -187,7 +188,25 @@ class IngestWorker(threading.Thread):
         self.health.batches += 1
         self.snapshot.load(self.store.con)
 
+    def _publish_queue(self) -> None:
+        """Queue gauges from `postqueue -j`, at most every postqueue_interval_seconds; when it
+        cannot run, a gauge says why instead of silently showing empty queues."""
+        if time.monotonic() < self._next_queue_read:
+            return
+        self._next_queue_read = time.monotonic() + self.config.metrics.postqueue_interval_seconds
+        state = postqueue.read(self.config.metrics.postqueue_command)
+        self.snapshot.set_gauge("postqueue_up", "1 when `postqueue -j` could be read, else 0 with the reason as label.",
+                                {(("reason", state.problem or "ok"),): 1.0 if state.ok else 0.0})
+        if state.ok:
+            self.snapshot.set_gauge("queue_messages", "Messages in each Postfix queue.",
+                                    {(("queue", q),): n for q, n in state.messages.items()})
+            self.snapshot.set_gauge("queue_bytes", "Bytes of the messages in each Postfix queue.",
+                                    {(("queue", q),): n for q, n in state.bytes.items()})
+            self.snapshot.set_gauge("queue_oldest_message_age_seconds", "Age of the oldest message in each queue.",
+                                    {(("queue", q),): a for q, a in state.oldest_age_seconds.items()})
+
     def _publish_gauges(self) -> None:
+        self._publish_queue()
         with self._queued_lock:
             self.health.queued_lines = self._queued
         self.health.source_lag_bytes = dict(self.follower.stats.lag_bytes)
