@@ -58,11 +58,14 @@ async def handle_loki_push(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > cfg.http.max_body_bytes:
         return error(413, f"body larger than {cfg.http.max_body_bytes} bytes")
     body = await request.read()  # aiohttp has already undone a gzip/deflate Content-Encoding
-    try:
+    def decode() -> list[str]:  # off the event loop: a large push must not stall scrapes
         entries = loki.decode(body, request.headers.get("Content-Type"))
+        return [loki.to_log_line(e, cfg.intake.host_label) for e in entries]
+
+    try:
+        lines = await asyncio.to_thread(decode)
     except loki.PushFormatError as exc:
         return error(400, str(exc))
-    lines = [loki.to_log_line(e, cfg.intake.host_label) for e in entries]
     if not lines:
         return web.Response(status=204)
     try:

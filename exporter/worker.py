@@ -27,6 +27,7 @@ from exporter.sources.follow import Follower
 from exporter.store.db import Store
 
 log = logging.getLogger(__name__)
+_PUSH_BATCH_LINES = 50_000  # a pushed batch this big is ingested without waiting out the interval
 
 
 @dataclass
@@ -107,21 +108,29 @@ class IngestWorker(threading.Thread):
             self.store.close()
 
     def _read_file(self, log_input: LogInput) -> int:
+        before = self.stats.lines
         self.pipeline.ingest_stream(log_input, self.stats, final=False)
-        self._after_commit()
+        if self.stats.lines != before:
+            self._after_commit()
         return 0
 
     def _drain_pushed(self) -> int:
-        deadline = time.monotonic() + self.config.intake.batch_interval_seconds
-        items: list[Pushed] = []
-        while True:
-            timeout = deadline - time.monotonic()
+        """Wait up to batch_interval_seconds for pushed lines, then gather what arrives within
+        that interval (or until a batch is big enough) into one transaction per source."""
+        interval = self.config.intake.batch_interval_seconds
+        try:
+            items = [self._queue.get(timeout=interval)]
+        except queue.Empty:
+            return 0
+        deadline = time.monotonic() + interval
+        size = len(items[0].lines)
+        while size < _PUSH_BATCH_LINES:
             try:
-                items.append(self._queue.get(timeout=max(0.0, timeout)) if not items else self._queue.get_nowait())
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                if not items or time.monotonic() >= deadline:
-                    break
-                continue
+                break
+            items.append(item)
+            size += len(item.lines)
         if not items:
             return 0
         by_source: dict[str, list[Pushed]] = {}

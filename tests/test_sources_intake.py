@@ -28,15 +28,15 @@ def _field(number: int, payload: bytes | int) -> bytes:
 
 def push_request(streams: list[tuple[str, list[tuple[int, int, str]]]]) -> bytes:
     """A Loki push.proto PushRequest, snappy block-compressed, as loki.write sends it."""
-    body = b""
+    body = []
     for labels, entries in streams:
-        stream = _field(1, labels.encode())
+        stream = [_field(1, labels.encode())]
         for seconds, nanos, line in entries:
             ts = _field(1, seconds) + _field(2, nanos)
-            stream += _field(2, _field(1, ts) + _field(2, line.encode()))
-        stream += _field(3, 12345)  # hash, ignored
-        body += _field(1, stream)
-    return bytes(cramjam.snappy.compress_raw(body))
+            stream.append(_field(2, _field(1, ts) + _field(2, line.encode())))
+        stream.append(_field(3, 12345))  # hash, ignored
+        body.append(_field(1, b"".join(stream)))
+    return bytes(cramjam.snappy.compress_raw(b"".join(body)))
 
 
 LINE = "Nov 29 03:00:00 mx1 postfix/qmgr[1]: 0A1B2C3D4E: removed"

@@ -109,6 +109,19 @@ MESSAGE_KINDS = ("delivery", "removed", "expired", "queued", "client", "message_
 SKIPPED_KINDS = ("other_program", "noise")
 
 
+def _action_head_tail(kind: str) -> str:
+    """Lines shaped `ACTION: HEAD; from=<..> to=<..> proto=.. helo=<..>[: detail]` (rejects and
+    header/body checks), cut at the last '; from=<' (or '; proto=' when there is no sender):
+    HEAD may hold attacker text that imitates the tail, the real tail is always last."""
+    return f"""
+        SELECT *, substr(body, length(action) + 3,
+                         CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
+               CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
+        FROM (SELECT *, split_part(body, ': ', 1) AS action,
+                     coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
+              FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq) WHERE kind = '{kind}')"""
+
+
 # Columns every event has; the families below add their own.
 _COMMON = "seq, ts, host, instance, service, daemon, pid, qid, kind"
 
@@ -161,13 +174,7 @@ FAMILIES: dict[str, str] = {
         FROM (
             SELECT *, split_part(head, ' ', 1) AS stage, split_part(split_part(head, ' from ', 2), ': ', 1) AS c,
                    substr(head, instr(head, ' from ') + length(split_part(split_part(head, ' from ', 2), ': ', 1)) + 8) AS reply
-            FROM (
-                SELECT *, substr(body, length(action) + 3,
-                                 CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
-                       CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
-                FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
-                      FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq) WHERE kind = 'reject')
-            )
+            FROM ({_action_head_tail('reject')})
         )""",
     # QID: info: header Subject: text from host[ip]; from=<s> to=<r> proto=ESMTP helo=<h>[: detail]
     "header_action": f"""
@@ -183,13 +190,7 @@ FAMILIES: dict[str, str] = {
                    substr(head, length(split_part(head, ' ', 1)) + 2,
                           greatest(pi_rfind(head, ' from ') - length(split_part(head, ' ', 1)) - 2, 0)) AS check_text,
                    substr(head, pi_rfind(head, ' from ') + 6) AS c
-            FROM (
-                SELECT *, substr(body, length(action) + 3,
-                                 CASE WHEN tail_at > 0 THEN tail_at - length(action) - 3 ELSE length(body) END) AS head,
-                       CASE WHEN tail_at > 0 THEN substr(body, tail_at + 2) END AS tail
-                FROM (SELECT *, split_part(body, ': ', 1) AS action, coalesce(nullif(pi_rfind(body, '; from=<'), 0), pi_rfind(body, '; proto=')) AS tail_at
-                      FROM ev1 JOIN (SELECT seq, line FROM batch_in) USING (seq) WHERE kind = 'header_action')
-            )
+            FROM ({_action_head_tail('header_action')})
         )""",
     "tls": f"""
         SELECT {_COMMON}, split_part(body, ' ', 1) AS tls_trust, split_part(body, ' ', 5) AS tls_direction,
