@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import duckdb
 from prometheus_client import CollectorRegistry
 
-from conftest import DATA, run_cli
+from conftest import DATA
 from exporter import metrics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
@@ -28,7 +27,7 @@ def live_families(tmp_path: Path) -> dict[str, tuple[str, set[str]]]:
     db = tmp_path / "s.duckdb"
     # the serve worker records metrics per batch; replay the golden logs through the same hook
     from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig, StoreConfig
-    from exporter.ingest import IngestStats, Pipeline
+    from exporter.ingest import Pipeline
     from exporter.store.db import Store
 
     store = Store(StoreConfig(path=db))

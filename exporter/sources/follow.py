@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exporter.sources.files import FINGERPRINT_BYTES, LogInput, SourceError, open_log
+from exporter.sources.files import FINGERPRINT_BYTES, LogInput, SourceError, chronological, open_log
 
 
 @dataclass
@@ -39,7 +39,6 @@ class Follower:
         found: set[str] = set()
         for pattern in self.patterns:
             found.update(p for p in glob.glob(pattern) if os.path.isfile(p))
-        from exporter.sources.files import chronological
         return chronological(sorted(found))
 
     def poll(self) -> int:
