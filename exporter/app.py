@@ -1,19 +1,25 @@
 """`postfix-insights serve`: the one place that wires the live service together.
 
 One aiohttp process: the ingest worker thread (files, journald, pushed lines), syslog
-listeners, and HTTP routes /metrics, /healthz and the Loki push API.
+listeners, and HTTP routes /metrics, /healthz, the Loki push API and the read API.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import duckdb
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from datasource_api import routes
 from exporter import metrics
 from exporter.settings import ServeConfig
 from exporter.sources import loki, syslog
@@ -137,8 +143,19 @@ def build_app(config: ServeConfig) -> web.Application:
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_post("/loki/api/v1/push", handle_loki_push)
+    reader = worker.store.con.cursor()   # made here, before the worker thread writes
+    reader_lock = threading.Lock()
+
+    def cursor() -> duckdb.DuckDBPyConnection:
+        with reader_lock:
+            return reader.cursor()
+
+    routes.register(app, cursor)
+    info_file = Path(str(config.store.path) + ".serve.json")
 
     async def start(app: web.Application) -> None:
+        # lets `postfix-insights search/trace/stats` find this service while it holds the store
+        info_file.write_text(json.dumps({"url": f"http://{config.http.listen}", "pid": os.getpid()}))
         worker.start()
         loop = asyncio.get_running_loop()
         servers: list[Any] = []
@@ -156,6 +173,7 @@ def build_app(config: ServeConfig) -> web.Application:
             server.close()
         worker.stop()
         await asyncio.to_thread(worker.join, 60)
+        info_file.unlink(missing_ok=True)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

@@ -10,6 +10,10 @@ import json
 import os
 import sys
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -157,6 +161,42 @@ def _read_store(args: argparse.Namespace) -> Store:
     return Store(StoreConfig(path=_db_path(args)), read_only=True)
 
 
+def _query(args: argparse.Namespace, local: Callable[[Any], Any], path: str, params: list[tuple[str, str]]) -> Any:
+    """Run a read query on the store; while `serve` holds the store (DuckDB allows one writing
+    process), ask that service over HTTP instead, with the same result shape."""
+    try:
+        store = _read_store(args)
+    except StoreError as exc:
+        info = Path(str(_db_path(args)) + ".serve.json")
+        if "lock" not in str(exc).lower() or not info.exists():
+            raise
+        url = json.loads(info.read_text())["url"] + path + "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                return json.loads(resp.read())["items"]
+        except urllib.error.HTTPError as http_exc:
+            body = json.loads(http_exc.read() or b"{}")
+            if http_exc.code == 404:
+                return []
+            raise StoreError(f"the running service answered: {body.get('error', {}).get('message', http_exc)}") \
+                from http_exc
+        except OSError as os_exc:
+            raise StoreError(f"the store is held by a running service that does not answer: {os_exc}") from exc
+    try:
+        return local(store.con)
+    finally:
+        store.close()
+
+
+def _params(**values: Any) -> list[tuple[str, str]]:
+    out = []
+    for key, value in values.items():
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None:
+                out.append((key, str(v)))
+    return out
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from datasource_api.queries import SearchFilter, search
 
@@ -165,11 +205,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         subject=args.subject, queue_id=args.queue_id, message_id=args.message_id, client_ip=args.client_ip,
         status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, since=args.since, until=args.until,
         limit=args.limit)
-    store = _read_store(args)
-    try:
-        records = search(store.con, flt)
-    finally:
-        store.close()
+    records = _query(args, lambda con: search(con, flt), "/api/v1/messages", _params(
+        recipient=args.recipient, sender=args.sender, domain=args.domain, sender_domain=args.sender_domain,
+        subject=args.subject, queue_id=args.queue_id, message_id=args.message_id, client_ip=args.client_ip,
+        status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, since=args.since, until=args.until,
+        limit=args.limit))
     if args.format == "json":
         out = sys.stdout
         for rec in records:
@@ -183,11 +223,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     from datasource_api.queries import trace
 
-    store = _read_store(args)
-    try:
-        instances = trace(store.con, args.queue_id, args.host)
-    finally:
-        store.close()
+    instances = _query(args, lambda con: trace(con, args.queue_id, args.host),
+                       "/api/v1/messages/" + urllib.parse.quote(args.queue_id, safe=""), _params(host=args.host))
     if not instances:
         print(f"postfix-insights: no message with queue ID {args.queue_id}", file=sys.stderr)
         return EXIT_ERROR
@@ -224,11 +261,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from datasource_api.queries import SearchFilter, stats
 
     rng = SearchFilter(since=args.since, until=args.until)
-    store = _read_store(args)
-    try:
-        result = stats(store.con, rng.since, rng.until)
-    finally:
-        store.close()
+    result = _query(args, lambda con: stats(con, rng.since, rng.until), "/api/v1/stats/summary",
+                    _params(since=args.since, until=args.until))
+    if isinstance(result, list):
+        result = result[0]
     if args.format == "json":
         print(json.dumps(result, default=_json_default, ensure_ascii=False))
         return 0

@@ -285,3 +285,27 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
     proc = run_cli("serve", "--db", str(tmp_path / "s.duckdb"), "--config", str(cfg), check=False)
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "http.listen" in err and "correlator.max_open_messages" in err
+
+
+def test_cli_reads_through_the_running_service(tmp_path: Path) -> None:
+    """While serve holds the store, search/trace/stats ask it over HTTP, with the same answers."""
+    log = tmp_path / "mail.log"
+    log.write_bytes((GOLDEN / "bounces.log").read_bytes())
+    db = tmp_path / "s.duckdb"
+    svc = Service(tmp_path, db, ["--log", str(log)])
+    try:
+        svc.wait_idle(log.read_bytes().count(b"\n"))
+        live = _records(db)
+        live_trace = run_cli("trace", "--db", str(db), "7D4E5F6071").stdout.decode()
+        live_stats = json.loads(run_cli("stats", "--db", str(db), "--format", "json").stdout)
+        status, body = http_get(svc.url + "/api/v1/messages?limit=abc")
+        bad = json.loads(body)
+        status_dsn, _ = http_get(svc.url + "/api/v1/messages?dsn=x%27%3B")
+    finally:
+        assert svc.stop() == 0
+    assert not Path(str(db) + ".serve.json").exists()
+    assert live == _records(db) and len(live) == 4
+    assert "sender non-delivery notification: 8E5F607182" in live_trace
+    assert live_stats["by_status"] == json.loads(run_cli("stats", "--db", str(db), "--format", "json").stdout)["by_status"]
+    assert status == 400 and bad["error"]["parameter"] == "limit"
+    assert status_dsn == 400
