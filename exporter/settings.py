@@ -45,9 +45,9 @@ class FilesConfig(_Section):
 
 class JournaldConfig(_Section):
     enabled: bool = False
-    matches: list[str] = Field(default_factory=lambda: ["SYSLOG_IDENTIFIER=postfix/smtpd"],
-                               description="journalctl match arguments; empty = the whole journal")
-    unit: str | None = Field("postfix@-.service", description="journalctl -u UNIT, or none")
+    unit: str = Field("postfix@-.service", description="journalctl -u UNIT; empty for no unit filter")
+    matches: list[str] = Field(default_factory=list, description="more journalctl match arguments (FIELD=VALUE)")
+    directory: str | None = Field(None, description="read journal files from this directory (journalctl --directory)")
 
 
 class SyslogConfig(_Section):

@@ -71,6 +71,7 @@ class IngestWorker(threading.Thread):
         self._stopping = threading.Event()
         self._journal_thread: threading.Thread | None = None
         self._journal_cursor = self.store.meta("journald_cursor")
+        self._journal_reader: journald.JournalReader | None = None
         self.stats = IngestStats()
         self._next_queue_read = 0.0
 
@@ -86,6 +87,8 @@ class IngestWorker(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._journal_reader is not None:
+            self._journal_reader.close()
 
     # -- the writer thread -------------------------------------------------------------------
     def run(self) -> None:
@@ -162,19 +165,18 @@ class IngestWorker(threading.Thread):
             item.done.set_exception(exc)
 
     def _journal(self) -> None:
-        """Reads journald in its own thread; its cursor commits with the lines (exactly once)."""
+        """Reads journald in its own thread. Each entry goes to the queue with its cursor; the
+        writer batches them and commits the last cursor with the lines (exactly once)."""
         cfg = self.config.journald
-        batch: list[str] = []
-        for line, cursor in journald.entries(self._journal_cursor, cfg.unit, cfg.matches):
-            batch.append(line)
-            if len(batch) >= 1000 or self._queue.empty():
-                while not self._stopping.is_set():
-                    try:
-                        self.push("journald", batch, {"journald_cursor": cursor}).result()
-                        break
-                    except QueueFull:
-                        time.sleep(0.5)
-                batch = []
+        self._journal_reader = journald.JournalReader(self._journal_cursor, cfg.unit or None, cfg.matches,
+                                                      cfg.directory)
+        for line, cursor in self._journal_reader:
+            while not self._stopping.is_set():
+                try:
+                    self.push("journald", [line], {"journald_cursor": cursor})
+                    break
+                except QueueFull:
+                    time.sleep(0.2)  # back-pressure: journald keeps the entries, we read them later
             if self._stopping.is_set():
                 return
 

@@ -309,3 +309,50 @@ def test_cli_reads_through_the_running_service(tmp_path: Path) -> None:
     assert live_stats["by_status"] == json.loads(run_cli("stats", "--db", str(db), "--format", "json").stdout)["by_status"]
     assert status == 400 and bad["error"]["parameter"] == "limit"
     assert status_dsn == 400
+
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+
+
+def _write_journal(path: Path, lines: list[str], first_ts_us: int) -> None:
+    """A journal file, written by systemd's own journal-remote from the journal export format."""
+    export = b""
+    for i, line in enumerate(lines):
+        header, _, message = line.partition(": ")
+        tag = header.split()[-1]
+        ident, _, pid = tag.partition("[")
+        export += (f"__REALTIME_TIMESTAMP={first_ts_us + i}\n__MONOTONIC_TIMESTAMP={i + 1}\n"
+                   f"_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=mx5\nSYSLOG_IDENTIFIER={ident}\n"
+                   f"_PID={pid.rstrip(']') or 1}\nMESSAGE={message}\n\n").encode()
+    src = path.with_suffix(".export")
+    src.write_bytes(export)
+    subprocess.run([JOURNAL_REMOTE, "-o", str(path), str(src)], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(not (Path(JOURNAL_REMOTE).exists() and shutil.which("journalctl")) and not os.environ.get("CI"),
+                    reason="journalctl / systemd-journal-remote not installed")
+def test_journald_follow_and_resume_after_the_cursor(tmp_path: Path) -> None:
+    lines = (GOLDEN / "delivery.log").read_text().splitlines()
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    _write_journal(jdir / "a.journal", lines[:10], 1772532000_000000)
+    config = f"[journald]\nenabled = true\nunit = \"\"\ndirectory = \"{jdir}\"\n"
+    db = tmp_path / "s.duckdb"
+    svc = Service(tmp_path, db, [], config=config)
+    try:
+        svc.wait_idle(10)
+    finally:
+        assert svc.stop() == 0
+    _write_journal(jdir / "b.journal", lines[10:], 1772532100_000000)
+    svc = Service(tmp_path, db, [], config=config)  # resumes after the stored cursor
+    try:
+        svc.wait_idle(len(lines))
+        time.sleep(1)
+        read = metric_sum(svc.metrics_text(), "postfix_insights_lines_read_total", source="journald")
+    finally:
+        assert svc.stop() == 0
+    assert read == len(lines)  # nothing read twice
+    records = search_json(db)
+    assert {r["recipient"] for r in records} == {"bob@example.org", "carol@example.org", "dave@partner.example",
+                                                "ops@partner.example"}
+    assert {r["host"] for r in records} == {"mx5"}

@@ -30,25 +30,33 @@ def to_log_line(entry: dict) -> str | None:
     return f"{ts} {host} {tag}: {message}"
 
 
-def command(cursor: str | None, unit: str | None, matches: list[str], follow: bool = True) -> list[str]:
+def command(cursor: str | None, unit: str | None, matches: list[str], directory: str | None = None,
+            follow: bool = True) -> list[str]:
     cmd = ["journalctl", "-o", "json", "--no-pager"]
+    if directory:
+        cmd += ["--directory", directory]
     if follow:
         cmd.append("--follow")
     if cursor:
         cmd += ["--after-cursor", cursor]
-    else:
-        cmd += ["--since", "today"]
+    elif not directory:
+        cmd += ["--since", "today"]  # a first start reads today's journal, not all history
     if unit:
         cmd += ["-u", unit]
     return cmd + list(matches)
 
 
-def entries(cursor: str | None, unit: str | None, matches: list[str]) -> Iterator[tuple[str, str]]:
-    """(line, cursor) per journal entry, following until the process is ended."""
-    proc = subprocess.Popen(command(cursor, unit, matches), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    try:
-        for raw in proc.stdout:
+class JournalReader:
+    """Follows `journalctl -o json`; close() ends it (also from another thread)."""
+
+    def __init__(self, cursor: str | None, unit: str | None, matches: list[str], directory: str | None = None) -> None:
+        self.proc = subprocess.Popen(command(cursor, unit, matches, directory), stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """(line, cursor) per journal entry, until closed."""
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
             try:
                 entry = json.loads(raw)
             except ValueError:
@@ -56,6 +64,11 @@ def entries(cursor: str | None, unit: str | None, matches: list[str]) -> Iterato
             line = to_log_line(entry)
             if line is not None:
                 yield line, entry.get("__CURSOR", "")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
