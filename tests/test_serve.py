@@ -356,3 +356,17 @@ def test_journald_follow_and_resume_after_the_cursor(tmp_path: Path) -> None:
     assert {r["recipient"] for r in records} == {"bob@example.org", "carol@example.org", "dave@partner.example",
                                                 "ops@partner.example"}
     assert {r["host"] for r in records} == {"mx5"}
+
+
+def test_a_file_that_appears_later_is_followed(tmp_path: Path) -> None:
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    svc = Service(tmp_path, tmp_path / "s.duckdb", ["--log", str(logdir / "*.log")])
+    try:
+        time.sleep(1)
+        content = (GOLDEN / "reuse.log").read_bytes()
+        (logdir / "mail.log").write_bytes(content)
+        svc.wait_idle(content.count(b"\n"))
+    finally:
+        assert svc.stop() == 0
+    assert _records(tmp_path / "s.duckdb") == _reference(tmp_path, content)
