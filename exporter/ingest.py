@@ -74,9 +74,11 @@ class Pipeline:
         return stats
 
     def ingest_stream(self, log: LogInput, stats: IngestStats,
-                      progress: Callable[[int], None] | None = None, final: bool = True) -> None:
+                      progress: Callable[[int], None] | None = None, final: bool = True,
+                      stop: threading.Event | None = None) -> None:
         """Read a log from its stored position to its end (a followed file: `final=False`,
-        which leaves a line still being written for the next read)."""
+        which leaves a line still being written for the next read). When `stop` is set, it
+        returns after the batch in hand has committed; the next read resumes there."""
         store = self.store
         state = store.find_source(log.fingerprint)
         stats.files += 1
@@ -93,6 +95,8 @@ class Pipeline:
             self._ingest_chunk(size, lines, end_offset, state, log, clock, stats)
             if progress:
                 progress(size)
+            if stop is not None and stop.is_set():
+                break
         if not consumed:
             stats.skipped_files += 1
 

@@ -98,7 +98,8 @@ class IngestWorker(threading.Thread):
         try:
             while not self._stopping.is_set():
                 worked = self._drain_pushed()
-                worked += self.follower.poll()
+                if not self._stopping.is_set():
+                    worked += self.follower.poll()
                 self._publish_gauges()
                 if not worked:
                     self._stopping.wait(self.config.files.poll_interval_seconds)
@@ -112,7 +113,7 @@ class IngestWorker(threading.Thread):
 
     def _read_file(self, log_input: LogInput) -> int:
         before = self.stats.lines
-        self.pipeline.ingest_stream(log_input, self.stats, final=False)
+        self.pipeline.ingest_stream(log_input, self.stats, final=False, stop=self._stopping)
         if self.stats.lines != before:
             self._after_commit()
         return 0
@@ -134,8 +135,6 @@ class IngestWorker(threading.Thread):
                 break
             items.append(item)
             size += len(item.lines)
-        if not items:
-            return 0
         by_source: dict[str, list[Pushed]] = {}
         for item in items:
             by_source.setdefault(item.source, []).append(item)
