@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 WORKER = web.AppKey("worker", IngestWorker)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 CONFIG = web.AppKey("config", ServeConfig)
+SERVERS = web.AppKey("servers", list)
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -166,10 +167,10 @@ def build_app(config: ServeConfig) -> web.Application:
         if config.syslog.tcp_listen:
             host, port = _split(config.syslog.tcp_listen)
             servers.append(await asyncio.start_server(lambda r, w: _syslog_tcp(worker, r, w), host, port))
-        app["servers"] = servers
+        app[SERVERS] = servers
 
     async def stop(app: web.Application) -> None:
-        for server in app.get("servers", []):
+        for server in app.get(SERVERS, []):
             server.close()
         worker.stop()
         await asyncio.to_thread(worker.join, 60)
