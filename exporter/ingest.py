@@ -75,10 +75,11 @@ class Pipeline:
 
     def ingest_stream(self, log: LogInput, stats: IngestStats,
                       progress: Callable[[int], None] | None = None, final: bool = True,
-                      stop: threading.Event | None = None) -> None:
+                      stop: threading.Event | None = None) -> int:
         """Read a log from its stored position to its end (a followed file: `final=False`,
         which leaves a line still being written for the next read). When `stop` is set, it
-        returns after the batch in hand has committed; the next read resumes there."""
+        returns after the batch in hand has committed; the next read resumes there.
+        Returns the source's position afterwards (bytes of decompressed content)."""
         store = self.store
         state = store.find_source(log.fingerprint)
         stats.files += 1
@@ -99,6 +100,7 @@ class Pipeline:
                 break
         if not consumed:
             stats.skipped_files += 1
+        return state.offset
 
     def _ingest_chunk(self, size: int, lines: Lines, end_offset: int, state: SourceState, log: LogInput,
                       clock: Clock, stats: IngestStats) -> None:

@@ -112,11 +112,18 @@ class IngestWorker(threading.Thread):
             self.store.close()
 
     def _read_file(self, log_input: LogInput) -> int:
+        """Follower callback: returns the bytes still unread (0 for compressed files, whose
+        decompressed size is not known without reading them)."""
         before = self.stats.lines
-        self.pipeline.ingest_stream(log_input, self.stats, final=False, stop=self._stopping)
+        offset = self.pipeline.ingest_stream(log_input, self.stats, final=False, stop=self._stopping)
         if self.stats.lines != before:
             self._after_commit()
-        return 0
+        if log_input.compressed:
+            return 0
+        try:
+            return max(0, os.path.getsize(log_input.name) - offset)
+        except OSError:  # rotated away since it was opened: its successor is read next poll
+            return 0
 
     def _drain_pushed(self) -> int:
         """Wait up to batch_interval_seconds for pushed lines, then gather what arrives within

@@ -7,7 +7,8 @@ every rotation style works the same way:
 - copytruncate, delete + recreate: the new content has a new fingerprint;
 - a file that appears later is read when the glob first matches it;
 - compressed rotated files match the source they were compressed from and only their
-  unread tail (usually nothing) is read — each is opened once per run.
+  unread tail (usually nothing) is read.
+A file whose size and mtime have not changed since it was last read is not opened again.
 Positions live in the store and commit with the rows they produced (see ingest.py).
 """
 from __future__ import annotations
@@ -22,7 +23,6 @@ from exporter.sources.files import FINGERPRINT_BYTES, LogInput, SourceError, chr
 
 @dataclass
 class FollowStats:
-    polls: int = 0
     errors: dict[str, str] = field(default_factory=dict)   # path -> last error, for /healthz
     lag_bytes: dict[str, int] = field(default_factory=dict)  # path -> bytes not yet read
 
@@ -33,7 +33,7 @@ class Follower:
     # reads one opened log from its stored position to its end; returns bytes left unread
     read: Callable[[LogInput], int]
     stats: FollowStats = field(default_factory=FollowStats)
-    _compressed_done: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _read_as: dict[str, tuple[float, int]] = field(default_factory=dict)  # path -> (mtime, size) when last read
 
     def paths(self) -> list[str]:
         found: set[str] = set()
@@ -43,7 +43,6 @@ class Follower:
 
     def poll(self) -> int:
         """Read whatever is new in every matching file, oldest rotation first. Returns files read."""
-        self.stats.polls += 1
         touched = 0
         for path in self.paths():
             try:
@@ -51,7 +50,7 @@ class Follower:
             except OSError:
                 continue  # rotated away between glob and stat
             key = (st.st_mtime, st.st_size)
-            if self._compressed_done.get(path) == key or st.st_size == 0:
+            if self._read_as.get(path) == key or st.st_size == 0:
                 continue
             try:
                 log = open_log(path)
@@ -64,8 +63,7 @@ class Follower:
                 self.stats.lag_bytes[path] = self.read(log)
                 self.stats.errors.pop(path, None)
                 touched += 1
-                if log.compressed:
-                    self._compressed_done[path] = key
+                self._read_as[path] = key
             except SourceError as exc:
                 self.stats.errors[path] = str(exc)
             finally:
