@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DATA, run_cli, search_json
 from exporter import generator
-from service import Service, http_get, metric_sum
+from service import Service, free_port, http_get, metric_sum
 from test_sources_intake import push_request
 
 GOLDEN = DATA / "golden"
@@ -186,19 +186,13 @@ def test_counters_continue_across_restart(tmp_path: Path) -> None:
 
 
 def _syslog_service(tmp_path: Path) -> tuple[Service, int, int]:
-    udp, tcp = _free_udp_port(), _free_tcp_port()
+    udp, tcp = _free_udp_port(), free_port()
     svc = Service(tmp_path, tmp_path / "s.duckdb", ["--syslog-udp", f"127.0.0.1:{udp}", "--syslog-tcp", f"127.0.0.1:{tcp}"])
     return svc, udp, tcp
 
 
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
