@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from datasource_api import routes
+from datasource_api import pages, routes
 from exporter import metrics
 from exporter.settings import ServeConfig
 from exporter.sources import loki, syslog
@@ -152,6 +152,7 @@ def build_app(config: ServeConfig) -> web.Application:
             return reader.cursor()
 
     routes.register(app, cursor)
+    pages.register(app)
     info_file = Path(str(config.store.path) + ".serve.json")
 
     async def start(app: web.Application) -> None:
