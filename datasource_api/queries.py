@@ -2,41 +2,21 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+import base64
+import binascii
+import json
+from datetime import datetime
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from datasource_api.models import parse_time
 from exporter.records import DELIVERY_RECORD_KEYS, iso_utc
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+__all__ = ["SearchFilter", "parse_time", "search", "stats", "trace", "values"]
+
 _DSN = re.compile(r"^[245](\.\d{1,3}){0,2}\.?$")
-
-
-def parse_time(value: str | int | float | datetime, now: datetime | None = None) -> datetime:
-    """ISO 8601, epoch milliseconds (Grafana's ${__timeFrom}), or a relative age like '24h' / '7d'."""
-    now = now or datetime.now(timezone.utc)
-    if isinstance(value, datetime):
-        ts = value
-    elif isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
-        ts = datetime.fromtimestamp(int(value) / 1000, timezone.utc)
-    else:
-        text = value.strip()
-        m = _RELATIVE.match(text)
-        if m:
-            ts = now - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
-        elif text == "now":
-            ts = now
-        else:
-            try:
-                ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError as exc:
-                raise ValueError(f"not a time: {value!r} (use ISO 8601, epoch ms, or an age like 24h)") from exc
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def like_escape(text: str) -> str:
@@ -120,6 +100,14 @@ class SearchFilter(BaseModel):
         return (" AND ".join(clauses) or "TRUE"), params
 
 
+SORTS = {  # sort name -> (SQL key, descending)
+    "-time": ("coalesce(time, TIMESTAMP '1970-01-01')", True),
+    "time": ("coalesce(time, TIMESTAMP '1970-01-01')", False),
+    "-delay": ("coalesce(delay_seconds, -1.0)", True),
+    "delay": ("coalesce(delay_seconds, -1.0)", False),
+}
+
+
 def _record(row: tuple) -> dict[str, Any]:
     rec = dict(zip(DELIVERY_RECORD_KEYS, row))
     if rec["time"] is not None:
@@ -127,67 +115,168 @@ def _record(row: tuple) -> dict[str, Any]:
     return rec
 
 
-def search(con: duckdb.DuckDBPyConnection, flt: SearchFilter) -> list[dict[str, Any]]:
+def encode_cursor(sort: str, key: Any, rk: str) -> str:
+    value = key.isoformat() if isinstance(key, datetime) else key
+    raw = json.dumps([sort, value, rk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+    """The sort key and row key after which the next page starts."""
+    try:
+        got_sort, value, rk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if got_sort != sort or not isinstance(rk, str):
+            raise ValueError
+        key = datetime.fromisoformat(value) if sort.endswith("time") else float(value)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor is not one this endpoint gave out with this sort order") from None
+    return key, rk
+
+
+def search(con: duckdb.DuckDBPyConnection, flt: SearchFilter, sort: str = "-time",
+           cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of delivery records, newest first by default. Returns the records and the
+    cursor of the next page (None on the last one). Keyset paging: a page boundary stays put
+    while ingest adds newer rows."""
     where, params = flt.where()
+    key_sql, desc = SORTS[sort]
+    if cursor:
+        key, rk = decode_cursor(cursor, sort)
+        op = "<" if desc else ">"
+        where += f" AND ({key_sql} {op} ? OR ({key_sql} = ? AND rk {op} ?))"
+        params += [key, key, rk]
     cols = ", ".join(DELIVERY_RECORD_KEYS)
+    order = "DESC" if desc else "ASC"
     rows = con.execute(
-        f"SELECT {cols} FROM delivery_records WHERE {where} "
-        "ORDER BY time DESC NULLS LAST, host, queue_id, recipient LIMIT ?",
-        [*params, flt.limit]).fetchall()
-    return [_record(r) for r in rows]
+        f"SELECT {cols}, {key_sql} AS sk, rk FROM delivery_records WHERE {where} "
+        f"ORDER BY sk {order}, rk {order} LIMIT ?", [*params, flt.limit + 1]).fetchall()
+    more = len(rows) > flt.limit
+    rows = rows[:flt.limit]
+    next_cursor = encode_cursor(sort, rows[-1][-2], rows[-1][-1]) if more and rows else None
+    return [_record(r[:-2]) for r in rows], next_cursor
 
 
 def trace(con: duckdb.DuckDBPyConnection, queue_id: str, host: str | None = None) -> list[dict[str, Any]]:
-    """Every instance of the queue ID (newest first), each with its linked instances and raw lines."""
+    """Every instance of the queue ID (Postfix reuses them; newest first), each with the
+    instances linked to it (bounce notices, content-filter hops), their recipients with every
+    attempt, and all their raw lines in order."""
     params: list[Any] = [queue_id]
     host_sql = ""
     if host:
         host_sql = " AND host = ?"
         params.append(host)
     ids = [r[0] for r in con.execute(
-        f"SELECT msg_id FROM messages WHERE queue_id = ?{host_sql} ORDER BY first_seq DESC", params).fetchall()]
+        f"SELECT msg_id FROM messages WHERE queue_id = ?{host_sql} ORDER BY first_seq DESC LIMIT 100",
+        params).fetchall()]
     return [_trace_one(con, msg_id) for msg_id in ids]
 
 
-def _linked(con: duckdb.DuckDBPyConnection, msg_id: int) -> list[int]:
-    """The instance and every instance linked to it, transitively (bounce notices, filter hops)."""
-    seen = {msg_id}
+def _linked(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[int, str]:
+    """The instance and every instance linked to it, transitively, with their role."""
+    roles = {msg_id: "this"}
     frontier = [msg_id]
-    while frontier:
+    while frontier and len(roles) < 1000:
         marks = ", ".join("?" for _ in frontier)
         rows = con.execute(
-            f"""SELECT child_msg_id FROM links WHERE parent_msg_id IN ({marks}) AND child_msg_id IS NOT NULL
-                UNION SELECT parent_msg_id FROM links WHERE child_msg_id IN ({marks})""",
+            f"""SELECT parent_msg_id, child_msg_id FROM links
+                WHERE (parent_msg_id IN ({marks}) AND child_msg_id IS NOT NULL) OR child_msg_id IN ({marks})""",
             frontier + frontier).fetchall()
-        frontier = [r[0] for r in rows if r[0] not in seen]
-        seen.update(frontier)
-    return sorted(seen)
+        nxt = []
+        for parent, child in rows:
+            for other, role in ((child, "child"), (parent, "parent")):
+                if other not in roles:
+                    near = parent if role == "child" else child
+                    roles[other] = role if roles.get(near) == "this" else "linked"
+                    nxt.append(other)
+        frontier = nxt
+    return roles
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return iso_utc(ts) if ts is not None else None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in zip(names, row)} for row in cur.fetchall()]
 
 
 def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
-    ids = _linked(con, msg_id)
+    roles = _linked(con, msg_id)
+    ids = sorted(roles)
     marks = ", ".join("?" for _ in ids)
-    msg_cols = ["msg_id", "host", "queue_id", "instance", "first_ts", "last_ts", "origin", "client_host", "client_ip",
-                "sasl_user", "message_id", "subject", "sender", "size", "nrcpt", "removed", "expired_ts", "dkim_domain",
-                "dkim_result", "open"]
-    messages = [dict(zip(msg_cols, r)) for r in con.execute(
-        f"SELECT {', '.join(msg_cols)} FROM messages WHERE msg_id IN ({marks}) ORDER BY first_seq", ids).fetchall()]
-    att_cols = ["msg_id", "ts", "recipient", "orig_recipient", "transport", "relay", "delay", "dsn", "status",
-                "response", "tls_protocol"]
-    attempts = [dict(zip(att_cols, r)) for r in con.execute(
-        f"SELECT {', '.join(att_cols)} FROM attempts WHERE msg_id IN ({marks}) ORDER BY seq", ids).fetchall()]
-    links = [dict(zip(["parent_msg_id", "child_msg_id", "child_queue_id", "kind", "ts"], r)) for r in con.execute(
-        f"""SELECT parent_msg_id, child_msg_id, child_queue_id, kind, ts FROM links
-            WHERE parent_msg_id IN ({marks}) OR child_msg_id IN ({marks}) ORDER BY ts""", ids + ids).fetchall()]
-    lines = [dict(zip(["msg_id", "seq", "ts", "line"], r)) for r in con.execute(
-        f"""SELECT msg_id, seq, ts, line FROM lines WHERE msg_id IN ({marks})
+    messages = _rows(con, f"""
+        SELECT msg_id, host, queue_id, coalesce(queued_ts, first_ts) AS time, first_ts AS first_time,
+               last_ts AS last_time, sender, message_id, subject, client_host, client_ip, sasl_user, size, nrcpt,
+               origin, dkim_domain, dkim_result,
+               CASE WHEN expired_ts IS NOT NULL THEN 'expired' WHEN removed THEN 'removed' ELSE 'open' END AS status
+        FROM messages WHERE msg_id IN ({marks}) ORDER BY first_seq""", ids)
+    qid = {m["msg_id"]: m["queue_id"] for m in messages}
+    this = next(m for m in messages if m["msg_id"] == msg_id)
+    attempts = _rows(con, f"""
+        SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, ts AS time, status, dsn, relay,
+               delay AS delay_seconds, response, tls_protocol AS tls
+        FROM attempts WHERE msg_id IN ({marks}) ORDER BY seq""", ids)
+    by_rcpt: dict[tuple, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_rcpt.setdefault((a.pop("msg_id"), a.pop("recipient"), a.pop("orig_key")), []).append(a)
+    recipients = []
+    for r in _rows(con, f"""
+            SELECT r.msg_id, r.recipient, r.orig_recipient, r.status, r.dsn, r.relay, r.delay AS delay_seconds,
+                   r.response, r.tls
+            FROM recipients r JOIN messages m USING (msg_id) WHERE r.msg_id IN ({marks})
+            ORDER BY m.first_seq, r.first_ts, r.recipient""", ids):
+        key = (r["msg_id"], r["recipient"], r["orig_recipient"] or "")
+        recipients.append({"queue_id": qid.get(r.pop("msg_id")), **r, "attempts": by_rcpt.get(key, [])})
+    links = _rows(con, f"""
+        SELECT l.kind, p.queue_id AS parent_queue_id, coalesce(c.queue_id, l.child_queue_id) AS child_queue_id,
+               l.ts AS time
+        FROM links l LEFT JOIN messages p ON p.msg_id = l.parent_msg_id LEFT JOIN messages c ON c.msg_id = l.child_msg_id
+        WHERE l.parent_msg_id IN ({marks}) OR l.child_msg_id IN ({marks}) ORDER BY l.ts""", ids + ids)
+    lines = _rows(con, f"""
+        SELECT ts AS time, msg_id, line FROM (
+            SELECT msg_id, seq, ts, line FROM lines WHERE msg_id IN ({marks})
             UNION ALL SELECT msg_id, seq, ts, line FROM rejects WHERE msg_id IN ({marks}) AND daemon <> 'cleanup'
-              AND seq NOT IN (SELECT seq FROM lines WHERE msg_id IN ({marks}))
-            ORDER BY seq""", ids + ids + ids).fetchall()]
-    qids = {m["msg_id"]: m["queue_id"] for m in messages}
-    for item in (*attempts, *lines):
-        item["queue_id"] = qids.get(item["msg_id"])
-    return {"msg_id": msg_id, "messages": messages, "attempts": attempts, "links": links, "lines": lines}
+              AND seq NOT IN (SELECT seq FROM lines WHERE msg_id IN ({marks})))
+        ORDER BY seq""", ids + ids + ids)
+    for line in lines:
+        line["queue_id"] = qid.get(line.pop("msg_id"))
+    instances = [{"msg_id": m["msg_id"], "queue_id": m["queue_id"], "host": m["host"], "role": roles[m["msg_id"]],
+                  "first_time": m["first_time"], "last_time": m["last_time"], "sender": m["sender"],
+                  "subject": m["subject"]} for m in messages]
+    message = {k: this[k] for k in ("time", "first_time", "last_time", "sender", "message_id", "subject", "client_host",
+                                     "client_ip", "sasl_user", "size", "nrcpt", "origin", "dkim_domain", "dkim_result",
+                                     "status")}
+    return {"msg_id": msg_id, "host": this["host"], "queue_id": this["queue_id"], "message": message,
+            "recipients": recipients, "links": links, "instances": instances, "lines": lines}
+
+
+_VALUE_SQL = {  # field -> (expression, source)
+    "domain": ("lower(split_part(recipient, '@', 2))", "recipient LIKE '%@%'"),
+    "sender_domain": ("lower(split_part(sender, '@', 2))", "sender LIKE '%@%'"),
+    "host": ("host", "host IS NOT NULL"),
+    "status": ("status", "status IS NOT NULL"),
+    "dsn": ("dsn", "dsn IS NOT NULL"),
+    "relay": ("split_part(relay, '[', 1)", "relay IS NOT NULL AND relay <> 'none'"),
+    "sender": ("sender", "sender IS NOT NULL AND sender <> ''"),
+    "recipient": ("recipient", "recipient IS NOT NULL"),
+}
+
+
+def values(con: duckdb.DuckDBPyConnection, field: str, prefix: str | None, since: datetime | None,
+           until: datetime | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Distinct values of a field, most frequent first (Grafana template variables)."""
+    expr, present = _VALUE_SQL[field]
+    rng, params = _range("time", since, until)
+    pre = ""
+    if prefix:
+        pre = f" AND starts_with(lower({expr}), lower(?))"
+        params.append(prefix)
+    rows = con.execute(
+        f"""SELECT {expr} AS v, count(*) AS n FROM delivery_records WHERE {present} AND {rng}{pre}
+            GROUP BY 1 HAVING v <> '' ORDER BY 2 DESC, 1 LIMIT ?""", [*params, limit + 1]).fetchall()
+    return [{"value": v, "count": n} for v, n in rows[:limit]], len(rows) > limit
 
 
 def stats(con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: datetime | None = None,

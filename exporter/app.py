@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from datasource_api import pages, routes
+from datasource_api import access, pages, routes
 from exporter import metrics
 from exporter.settings import ServeConfig
 from exporter.sources import loki, syslog
@@ -95,6 +95,8 @@ async def json_errors(request: web.Request, handler):  # type: ignore[no-untyped
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if exc.status == 404:
+            return error(404, f"no such endpoint: {request.method} {request.path}")
         return error(exc.status, exc.reason)
     except Exception:  # noqa: BLE001
         log.exception("unhandled error on %s", request.path)
@@ -139,7 +141,9 @@ def build_app(config: ServeConfig) -> web.Application:
     worker = IngestWorker(config, snapshot)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(metrics.StoreCollector(snapshot, kumina=config.metrics.kumina_compat))
-    app = web.Application(middlewares=[json_errors], client_max_size=config.http.max_body_bytes)
+    app = web.Application(middlewares=[json_errors, access.cors_middleware(config.api),
+                                       access.auth_middleware(config.api)],
+                          client_max_size=config.http.max_body_bytes)
     app[WORKER], app[REGISTRY], app[CONFIG] = worker, registry, config
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
@@ -151,7 +155,7 @@ def build_app(config: ServeConfig) -> web.Application:
         with reader_lock:
             return reader.cursor()
 
-    routes.register(app, cursor)
+    routes.register(app, cursor, config.api)
     pages.register(app)
     info_file = Path(str(config.store.path) + ".serve.json")
 

@@ -161,19 +161,32 @@ def _read_store(args: argparse.Namespace) -> Store:
     return Store(StoreConfig(path=_db_path(args)), read_only=True)
 
 
-def _query(args: argparse.Namespace, local: Callable[[Any], Any], path: str, params: list[tuple[str, str]]) -> Any:
+def _query(args: argparse.Namespace, local: Callable[[Any], Any], path: str, params: list[tuple[str, str]],
+           limit: int | None = None) -> Any:
     """Run a read query on the store; while `serve` holds the store (DuckDB allows one writing
-    process), ask that service over HTTP instead, with the same result shape."""
+    process), ask that service over HTTP instead (following its cursor up to `limit` items),
+    with the same result shape."""
     try:
         store = _read_store(args)
     except StoreError as exc:
         info = Path(str(_db_path(args)) + ".serve.json")
         if "lock" not in str(exc).lower() or not info.exists():
             raise
-        url = json.loads(info.read_text())["url"] + path + "?" + urllib.parse.urlencode(params)
+        return _query_service(json.loads(info.read_text())["url"] + path, params, limit, exc)
+    try:
+        return local(store.con)
+    finally:
+        store.close()
+
+
+def _query_service(url: str, params: list[tuple[str, str]], limit: int | None, cause: Exception) -> list[Any]:
+    items: list[Any] = []
+    cursor = None
+    while True:
+        query = params + ([("cursor", cursor)] if cursor else [])
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp:
-                return json.loads(resp.read())["items"]
+            with urllib.request.urlopen(url + "?" + urllib.parse.urlencode(query), timeout=60) as resp:
+                page = json.loads(resp.read())
         except urllib.error.HTTPError as http_exc:
             body = json.loads(http_exc.read() or b"{}")
             if http_exc.code == 404:
@@ -181,11 +194,11 @@ def _query(args: argparse.Namespace, local: Callable[[Any], Any], path: str, par
             raise StoreError(f"the running service answered: {body.get('error', {}).get('message', http_exc)}") \
                 from http_exc
         except OSError as os_exc:
-            raise StoreError(f"the store is held by a running service that does not answer: {os_exc}") from exc
-    try:
-        return local(store.con)
-    finally:
-        store.close()
+            raise StoreError(f"the store is held by a running service that does not answer: {os_exc}") from cause
+        items.extend(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor or limit is None or len(items) >= limit:
+            return items[:limit] if limit is not None else items
 
 
 def _params(**values: Any) -> list[tuple[str, str]]:
@@ -205,11 +218,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         subject=args.subject, queue_id=args.queue_id, message_id=args.message_id, client_ip=args.client_ip,
         status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, since=args.since, until=args.until,
         limit=args.limit)
-    records = _query(args, lambda con: search(con, flt), "/api/v1/messages", _params(
+    records = _query(args, lambda con: search(con, flt)[0], "/api/v1/messages", _params(
         recipient=args.recipient, sender=args.sender, domain=args.domain, sender_domain=args.sender_domain,
         subject=args.subject, queue_id=args.queue_id, message_id=args.message_id, client_ip=args.client_ip,
-        status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, since=args.since, until=args.until,
-        limit=args.limit))
+        status=args.status, dsn=args.dsn, relay=args.relay, host=args.host, **{"from": args.since, "to": args.until},
+        limit=args.limit), limit=args.limit)
+    for rec in records:
+        rec.pop("trace_url", None)  # the service's link; the CLI contract has the record keys only
     if args.format == "json":
         out = sys.stdout
         for rec in records:
@@ -234,23 +249,26 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for n, inst in enumerate(instances):
         if n:
             print()
-        for m in inst["messages"]:
-            print(f"== {m['host']} {m['queue_id']}  {m['first_ts']} .. {m['last_ts']}"
-                  f"{'  (open)' if m['open'] else ''}")
-            for key in ("sender", "message_id", "subject", "client_host", "client_ip", "sasl_user", "size", "nrcpt",
-                        "dkim_domain", "dkim_result"):
-                if m[key] not in (None, ""):
-                    print(f"   {key:12} {_safe(m[key])}")
-        if inst["links"]:
+        m = inst["message"]
+        print(f"== {inst['host']} {inst['queue_id']}  {m['first_time']} .. {m['last_time']}  ({m['status']})")
+        for key in ("sender", "message_id", "subject", "client_host", "client_ip", "sasl_user", "size", "nrcpt",
+                    "dkim_domain", "dkim_result"):
+            if m[key] not in (None, ""):
+                print(f"   {key:12} {_safe(m[key])}")
+        if len(inst["instances"]) > 1:
             print("-- linked queue IDs")
-            qids = {m["msg_id"]: m["queue_id"] for m in inst["messages"]}
+            for other in inst["instances"]:
+                if other["role"] != "this":
+                    print(f"   {other['queue_id']}  {other['role']}  {other['first_time']}  {_safe(other['sender'])}")
             for link in inst["links"]:
-                print(f"   {link['ts']}  {qids.get(link['parent_msg_id'], '?')} -> {link['child_queue_id']}  ({link['kind']})")
-        if inst["attempts"]:
-            print("-- delivery attempts")
-            for a in inst["attempts"]:
-                print(f"   {a['ts']}  {a['queue_id']}  {_safe(a['recipient'])}  {a['status']}  {a['dsn']}  "
-                      f"{_safe(a['relay'])}  {_safe(a['response'])}")
+                print(f"   {link['time']}  {link['parent_queue_id']} -> {link['child_queue_id']}  ({link['kind']})")
+        if inst["recipients"]:
+            print("-- recipients and delivery attempts")
+            for r in inst["recipients"]:
+                print(f"   {r['queue_id']}  {_safe(r['recipient'])}  {r['status']}  {r['dsn'] or ''}")
+                for a in r["attempts"]:
+                    print(f"      {a['time']}  {a['status']}  {a['dsn'] or ''}  {_safe(a['relay'])}  "
+                          f"{_safe(a['response'])}")
         print("-- log lines")
         for line in inst["lines"]:
             print(f"   {_safe(line['line'])}")
@@ -261,8 +279,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from datasource_api.queries import SearchFilter, stats
 
     rng = SearchFilter(since=args.since, until=args.until)
+    # the service defaults to the last 24 h; the CLI's default is everything
     result = _query(args, lambda con: stats(con, rng.since, rng.until), "/api/v1/stats/summary",
-                    _params(since=args.since, until=args.until))
+                    _params(**{"from": args.since or "0", "to": args.until or "2200-01-01T00:00:00Z"}))
     if isinstance(result, list):
         result = result[0]
     if args.format == "json":
@@ -337,7 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         _print_stats(result)
         print("\nlatest bounces")
-        _table(search(store.con, SearchFilter(status=["bounced"], limit=5)),
+        _table(search(store.con, SearchFilter(status=["bounced"], limit=5))[0],
                ["time", "queue_id", "recipient", "dsn", "response"])
     finally:
         store.close()

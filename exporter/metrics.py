@@ -64,7 +64,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _reason_sql(col: str) -> str:
+def reason_sql(col: str) -> str:
     cases = " ".join(f"WHEN regexp_matches(lower({col}), '{pattern.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
                      for name, pattern in REASONS)
     return f"CASE WHEN {col} IS NULL THEN 'other' {cases} ELSE 'other' END"
@@ -132,10 +132,10 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
                    count(*)
             FROM att_batch a LEFT JOIN metric_domains d ON d.domain = lower(split_part(a.recipient, '@', 2)) GROUP BY ALL
             UNION ALL
-            SELECT 'deferrals_total', json_object('dsn', coalesce(dsn, ''), 'reason', {_reason_sql('response')}), count(*)
+            SELECT 'deferrals_total', json_object('dsn', coalesce(dsn, ''), 'reason', {reason_sql('response')}), count(*)
             FROM att_batch WHERE status = 'deferred' GROUP BY ALL
             UNION ALL
-            SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', {_reason_sql('response')}), count(*)
+            SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', {reason_sql('response')}), count(*)
             FROM att_batch WHERE status = 'bounced' GROUP BY ALL
             UNION ALL
             SELECT 'bounces_total', json_object('dsn', coalesce(r.dsn, ''), 'reason', 'expired'), count(*)
@@ -143,7 +143,7 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             WHERE b.expired_ts IS NOT NULL AND r.status = 'expired'
               AND r.msg_id >= (SELECT min(msg_id) FROM msg_batch) GROUP BY ALL
             UNION ALL
-            SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {_reason_sql('response')}), count(*)
+            SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {reason_sql('response')}), count(*)
             FROM ev_reject WHERE action IN ('reject', 'milter-reject') GROUP BY ALL
             UNION ALL
             SELECT 'rejects_total', json_object('code', '', 'reason', 'content'), count(*)

@@ -73,6 +73,26 @@ class MetricsConfig(_Section):
     postqueue_interval_seconds: float = Field(60, gt=0)
 
 
+class ApiConfig(_Section):
+    """The read side: data-source API and web pages."""
+    tokens: list[str] = Field(default_factory=list,
+                              description="bearer tokens; when set, /api/v1 and the pages need one")
+    protect_metrics: bool = Field(False, description="with tokens set, /metrics and /healthz need one too")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call /api/v1 from a browser")
+    default_limit: int = Field(100, ge=1, le=100_000, description="rows per page when no limit= is given")
+    max_limit: int = Field(5000, ge=1, le=100_000, description="most rows one page returns")
+    query_timeout_seconds: float = Field(10, gt=0, le=600, description="a query running longer is interrupted (503)")
+    max_concurrent_queries: int = Field(4, ge=1, le=64, description="queries beyond it wait their turn")
+
+    @field_validator("tokens")
+    @classmethod
+    def _strong(cls, v: list[str]) -> list[str]:
+        for token in v:
+            if len(token) < 16:
+                raise ValueError("each token needs at least 16 characters")
+        return v
+
+
 class ServeConfig(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     files: FilesConfig = Field(default_factory=FilesConfig)
@@ -80,6 +100,7 @@ class ServeConfig(_Section):
     syslog: SyslogConfig = Field(default_factory=SyslogConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     reader: ReaderConfig = Field(default_factory=lambda: ReaderConfig(batch_bytes=4 << 20))
     parser: ParserConfig = Field(default_factory=ParserConfig)
     correlator: CorrelatorConfig = Field(default_factory=CorrelatorConfig)
@@ -104,7 +125,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         parsed: Any = value
-        if path[-1] in ("logs", "matches", "postqueue_command"):
+        if path[-1] in ("logs", "matches", "postqueue_command", "tokens", "cors_origins"):
             parsed = [v for v in value.split(",") if v]
         _set(tree, path, parsed)
     return tree

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -86,10 +87,12 @@ def test_trace_follows_bounce_notice_and_shows_raw_lines(store: Path) -> None:
     assert "8E5F607182: to=<orders@shop.example>" in out  # the notice's own delivery
     data = json.loads(run_cli("trace", "--db", str(store), "C2D3E4F5A6", "--format", "json").stdout)
     [inst] = data
-    assert {m["queue_id"] for m in inst["messages"]} == {"B1C2D3E4F5", "C2D3E4F5A6"}
+    assert {(i["queue_id"], i["role"]) for i in inst["instances"]} == {("B1C2D3E4F5", "parent"),
+                                                                       ("C2D3E4F5A6", "this")}
     assert inst["links"][0]["kind"] == "content filter"
-    seqs = [line["seq"] for line in inst["lines"]]
-    assert seqs == sorted(seqs)
+    assert inst["links"][0]["parent_queue_id"] == "B1C2D3E4F5"
+    times = [datetime.fromisoformat(line["time"]) for line in inst["lines"]]
+    assert times == sorted(times) and {line["queue_id"] for line in inst["lines"]} == {"B1C2D3E4F5", "C2D3E4F5A6"}
 
 
 def test_trace_of_reused_queue_id_lists_each_instance(store: Path) -> None:

@@ -56,17 +56,19 @@ CREATE TABLE IF NOT EXISTS pid_tls (
 """
 
 # One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
-# plus msg_id and a few columns the read side filters on.
+# plus msg_id, a few columns the read side filters on, and `rk`, a key unique per row that
+# orders rows with equal times (cursor paging).
 VIEWS = """
 CREATE OR REPLACE VIEW delivery_records AS
 SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
        r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
-       r.msg_id, r.transport, m.client_host, m.sasl_user, m.size
+       r.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
+       'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') AS rk
 FROM recipients r JOIN messages m ON m.msg_id = r.msg_id
 UNION ALL
 SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
        'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
-       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size
+       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
 FROM rejects j LEFT JOIN messages m ON m.msg_id = j.msg_id
 WHERE j.action IN ('reject', 'milter-reject')
 UNION ALL
@@ -74,7 +76,7 @@ SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts), m.host, m.queue_id, m.mess
        CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
             ELSE 'pending' END,
        NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
-       m.msg_id, NULL, m.client_host, m.sasl_user, m.size
+       m.msg_id, NULL, m.client_host, m.sasl_user, m.size, 'm' || m.msg_id
 FROM messages m
 WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
   AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.msg_id)
