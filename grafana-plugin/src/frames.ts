@@ -28,13 +28,17 @@ export function toFrames(envelope: ApiEnvelope<unknown>, refId: string): DataFra
 
 /** Tells the panel user that rows are missing: the API stopped at its row cap or at `limit`. */
 function markTruncated(frame: DataFrame, nextCursor: string | null) {
-  const meta = (frame.meta = frame.meta ?? {});
-  meta.notices = [
-    ...(meta.notices ?? []),
-    {
-      severity: 'warning',
-      text: 'More rows match than are shown (row limit reached): narrow the filters or time range, or raise the limit.',
-    },
-  ];
-  meta.custom = { ...meta.custom, truncated: true, nextCursor };
+  // a fresh meta: dataFrameFromJSON shares the schema's object with the answer
+  const meta = frame.meta ?? {};
+  frame.meta = {
+    ...meta,
+    notices: [
+      ...(meta.notices ?? []),
+      {
+        severity: 'warning',
+        text: 'More rows match than are shown (row limit reached): narrow the filters or time range, or raise the limit.',
+      },
+    ],
+    custom: { ...meta.custom, truncated: true, nextCursor },
+  };
 }
