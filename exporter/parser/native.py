@@ -1,0 +1,107 @@
+"""The native parser's Python side: Arrow lines in, Arrow tables ev1 and ev_<family> out.
+
+`_native.parse` does the whole per-line work in C (see _native.c); here its column buffers
+become Arrow arrays without copying, the columns every family shares are gathered from ev1
+with one `take`, and BSD local times move to UTC through DuckDB's zone rules (only the
+distinct seconds of the batch are converted).
+"""
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from exporter.parser import _native
+from exporter.parser.header import Clock, _years
+
+KINDS = pa.array(_native.kinds(), pa.string())
+_TYPES = {"s": pa.large_string(), "q": pa.int64(), "i": pa.int32(), "d": pa.float64(), "b": pa.uint8()}
+# ev1's columns and the ones each ev_<family> starts with, in the order the SQL made them
+EV1 = ("seq", "problem", "ts", "host", "pid", "instance", "daemon", "service", "body", "qid", "kind")
+COMMON = ("seq", "ts", "host", "instance", "service", "daemon", "pid", "qid", "kind")
+WITH_LINE = ("reject", "header_action", "not_parsed")  # families that keep the raw line
+
+
+def _array(n: int, col: tuple) -> pa.Array:
+    _name, typ, nulls, validity, buf1, buf2 = col
+    valid = None if validity is None else pa.py_buffer(validity)
+    if typ == "s":
+        return pa.Array.from_buffers(pa.large_string(), n, [valid, pa.py_buffer(buf1), pa.py_buffer(buf2)], nulls)
+    return pa.Array.from_buffers(_TYPES[typ], n, [valid, pa.py_buffer(buf1)], nulls)
+
+
+def _line_buffers(text: pa.Array) -> tuple[pa.Buffer | bytes, np.ndarray]:
+    """The lines' data buffer and int64 offsets into it (as the C side wants them)."""
+    n = len(text)
+    _, off_buf, data_buf = text.buffers()
+    wide = pa.types.is_large_string(text.type)
+    offsets = np.frombuffer(off_buf, np.int64 if wide else np.int32)[text.offset:text.offset + n + 1]
+    return (data_buf if data_buf is not None else b""), offsets.astype(np.int64)
+
+
+def years(text: pa.Array, clock: Clock, year: int | None) -> np.ndarray:
+    """header.header_years without SQL: month and day of each line that starts with a month."""
+    data, offsets = _line_buffers(text)
+    mon_b, day_b = _native.months(data, offsets)
+    mon = np.frombuffer(mon_b, np.int8).astype(np.float32)
+    day = np.frombuffer(day_b, np.int8).astype(np.float32)
+    mon[mon == 0] = np.nan
+    day[day < 0] = np.nan
+    return _years(mon, day, clock, year)
+
+
+def to_utc(con: duckdb.DuckDBPyConnection, local_us: np.ndarray, zone: str) -> np.ndarray:
+    """Local wall-clock microseconds -> UTC, by DuckDB's `timezone()` (what the SQL parser used)."""
+    if zone == "UTC" or not len(local_us):
+        return local_us
+    uniq, inverse = np.unique(local_us, return_inverse=True)
+    table = pa.table({"t": pa.array(uniq.astype("datetime64[us]"))})
+    con.register("pi_local_ts", table)
+    try:
+        out = con.sql(f"SELECT epoch_us(timezone('{zone}', t)::TIMESTAMP) FROM pi_local_ts").fetchnumpy()
+    finally:
+        con.unregister("pi_local_ts")
+    converted = next(iter(out.values()))
+    return np.asarray(converted, np.int64)[inverse]
+
+
+def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Array, first_seq: int,
+                 years_: np.ndarray, zone: str) -> tuple[pa.Table, dict[str, pa.Table], np.ndarray]:
+    """Lines -> ev1 and the family tables as Arrow, plus each line's UTC ts (int64 us, NaT-free
+    values only where valid) for the time-backwards count."""
+    n = len(text)
+    data, offsets = _line_buffers(text)
+    has_problem = np.asarray(problem.is_valid(), np.uint8) if problem.null_count != len(problem) \
+        else np.zeros(n, np.uint8)
+    out = _native.parse(data, offsets, has_problem, np.ascontiguousarray(years_, np.int16))
+    rows, cols = out.pop("ev1")
+    raw = {c[0]: _array(rows, c) for c in cols}
+    ts_valid = np.asarray(raw["ts"].is_valid())
+    ts = np.frombuffer(cols[0][4], np.int64).copy()  # 0 where NULL
+    if zone != "UTC":
+        local = ts_valid & (np.frombuffer(cols[1][4], np.uint8) == 0)
+        ts[local] = to_utc(con, ts[local], zone)
+    ts_arr = pa.Array.from_buffers(pa.timestamp("us"), n, [raw["ts"].buffers()[0], pa.py_buffer(ts)],
+                                   raw["ts"].null_count)
+    kind = KINDS.take(raw["kind"])
+    ev1 = pa.table({
+        "seq": pa.array(np.arange(first_seq, first_seq + n, dtype=np.int64)),
+        "problem": problem, "ts": ts_arr, "host": raw["host"], "pid": raw["pid"], "instance": raw["instance"],
+        "daemon": raw["daemon"], "service": raw["service"], "body": raw["body"], "qid": raw["qid"], "kind": kind,
+    })
+    common = ev1.select(list(COMMON))
+    families: dict[str, pa.Table] = {}
+    for family, (frows, fcols) in out.items():
+        arrays = {c[0]: _array(frows, c) for c in fcols}
+        idx = arrays.pop("row")
+        table = common.take(idx)
+        if family in WITH_LINE:
+            table = table.append_column("line", text.take(idx))
+        for name, arr in arrays.items():
+            table = table.append_column(name, arr)
+        if family == "not_parsed" and problem.null_count != len(problem):
+            # a line flagged by the splitter: its reason is the splitter's word for it
+            reason = pa.compute.coalesce(problem.take(idx), table.column("reason"))
+            table = table.set_column(table.schema.get_field_index("reason"), "reason", reason)
+        families[family] = table
+    return ev1, families, np.where(ts_valid, ts, 0)[ts_valid]
