@@ -57,7 +57,7 @@ def _build() -> dict[str, Any]:
             "summary": summary,
             "parameters": parameters,
             "responses": {"200": {"description": "items (format=json) or Grafana data frames (format=frames)",
-                                  "content": {"application/json": {"schema": {"oneOf": [
+                                  "content": {"application/json": {"schema": {"anyOf": [
                                       refs[(pages[path], "serialization")], frames_ref]}}}},
                           **errors},
         }}

@@ -181,7 +181,9 @@ def dsn(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
 def rejects(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
     where, params = q.where()
     return _rows(con, f"""
-        SELECT {reason_sql('response')} AS reason, code, count(*) AS records
+        SELECT {reason_sql('response')} AS reason,
+               CASE WHEN regexp_matches(response, '^[245][0-9][0-9]') THEN left(response, 3) END AS code,
+               count(*) AS records
         FROM delivery_records WHERE status = 'rejected' AND {where}
         GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT ?""", [*params, q.limit])
 
