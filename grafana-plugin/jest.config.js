@@ -8,7 +8,10 @@ module.exports = {
   testMatch: ['**/*.test.ts', '**/*.test.tsx'],
   transform: { '^.+\\.(t|j)sx?$|^.+\\.mjs$': '@swc/jest' },
   transformIgnorePatterns: [`node_modules/(?!(${esmOnly.join('|')})/)`],
-  moduleNameMapper: { '\\.(css|scss|sass)$': '<rootDir>/jest.styleMock.js' },
+  moduleNameMapper: {
+    '\\.(css|scss|sass)$': '<rootDir>/test-mocks/style.js',
+    '^react-inlinesvg$': '<rootDir>/test-mocks/react-inlinesvg.js',
+  },
   setupFiles: ['<rootDir>/jest.polyfills.js'],
   setupFilesAfterEnv: ['<rootDir>/jest.setup.ts'],
 };

@@ -32,7 +32,7 @@ export const FIELDS_BY_TYPE: Record<QueryType, FieldKey[]> = {
 const TYPE_OPTIONS: Array<SelectableValue<QueryType>> = [
   { label: 'Message search', value: 'search' },
   { label: 'Message trace', value: 'trace' },
-  { label: 'Statistic', value: 'stats' },
+  { label: 'Statistics', value: 'stats' },
 ];
 const STAT_OPTIONS = STAT_NAMES.map((s) => ({ label: s, value: s }));
 const STATUS_OPTIONS = STATUSES.map((s) => ({ label: s, value: s }));
