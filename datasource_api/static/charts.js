@@ -30,6 +30,19 @@ const Charts = (() => {
     return Math.max(280, Math.floor(container.getBoundingClientRect().width || container.clientWidth || 600));
   }
 
+  // 24-hour UTC tick labels; the date is added under the first tick of each day.
+  function timeTicks(u, splits) {
+    let lastDay = null;
+    return splits.map(ts => {
+      const d = new Date(ts * 1000);
+      const day = `${String(d.getUTCMonth() + 1).padStart(2, "0")}-${String(d.getUTCDate()).padStart(2, "0")}`;
+      const hm = `${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`;
+      const label = day !== lastDay ? `${hm}\n${day}` : hm;
+      lastDay = day;
+      return label;
+    });
+  }
+
   // Time series. series: [{key, name, color (palette index), agg: rows => text, fmt: value => text}]
   // The legend shows the whole range (agg) and, while the pointer is over the chart, that bucket.
   function timeSeries(container, rows, series, opts = {}) {
@@ -54,7 +67,7 @@ const Charts = (() => {
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: { y: opts.percent ? { range: (u, min, max) => [0, Math.max(max || 0, 0.01)] } : { range: (u, min, max) => [0, Math.max(max || 0, 1)] } },
-      axes: [{}, { values: axisFmt, size: 60 }],
+      axes: [{ values: timeTicks, space: 60 }, { values: axisFmt, size: 60 }],
       series: [{}, ...series.map(s => ({ label: s.name, stroke: PALETTE[s.color], width: 1.5,
                                         fill: s.fill ? PALETTE[s.color] + "22" : undefined,
                                         dash: s.dash, spanGaps: false, points: { show: false } }))],

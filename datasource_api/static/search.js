@@ -34,12 +34,12 @@
       cell("", badge(r.status)),
       cell("", qid),
       cell("clip", r.sender === "" ? el("span", { class: "muted" }, "<>") : (r.sender || "—")),
-      cell("", ...recipient),
+      el("td", { class: "clip", title: r.recipient || "" }, ...recipient),
       el("td", { class: "clip subject", title: r.subject || "" }, r.subject ?? "—"),
       cell("mono", r.dsn || "—"),
       cell("num", fmtDelay(r.delay_seconds)),
-      el("td", { class: "clip", title: r.relay || "" }, r.relay || "—"),
-      el("td", { class: "clip", title: r.response || "" }, r.response || "—"),
+      el("td", { class: "clip relay", title: r.relay || "" }, r.relay || "—"),
+      el("td", { class: "clip reply", title: r.response || "" }, r.response || "—"),
     );
   }
 
