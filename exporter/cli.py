@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year", type=int)
     p.add_argument("--timezone")
 
-    p = sub.add_parser("demo", help="generate a demo log (unless one is given), ingest it and show results")
+    p = sub.add_parser("demo", help="generate a demo log (unless one is given), ingest it, show results, serve the pages")
     p.add_argument("--db", type=Path, default=None, help="store for the demo (default: a temporary file)")
     p.add_argument("--lines", type=int, default=50_000)
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT of the pages (default 127.0.0.1:8080)")
+    p.add_argument("--no-serve", action="store_true", help="only ingest and print; do not serve the pages")
     p.add_argument("files", nargs="*", metavar="FILE")
     _parser_args(p)
     return ap
@@ -344,10 +346,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         log = workdir / "demo-mail.log"
         print(f"generating a demo log of about {args.lines} lines: {log}", file=sys.stderr)
-        generator.main(["--lines", str(args.lines), "--seed", "7", "--out", str(log),
-                        "--hosts", "mx1,mx2"])
+        # about three days of traffic ending now, so the pages' default time ranges show it
+        days = 3
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=days)
+        rate = args.lines / 12 / (days * 86400)  # a session logs about 12 lines
+        generator.main(["--lines", str(args.lines), "--seed", "7", "--out", str(log), "--format", "rfc3339",
+                        "--start", start.isoformat(), "--rate", f"{rate:.6f}", "--hosts", "mx1,mx2"])
         files = [str(log)]
-        args.year, args.timezone = args.year or 2026, "UTC"
     db = args.db or workdir / "demo.duckdb"
     store = Store(StoreConfig(path=db))
     try:
@@ -363,7 +368,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     exe = sys.argv[0] if sys.argv[0].endswith("postfix-insights") else "postfix-insights"
     print(f"\nstore: {db}\ntry:   {exe} search --db {db} --status deferred --format json"
           f"\n       {exe} trace --db {db} QUEUE_ID", file=sys.stderr)
-    return 0
+    if args.no_serve:
+        return 0
+    from exporter import app, settings
+
+    config = settings.load(flags={"store.path": str(db), "files.logs": files, "http.listen": args.listen,
+                                  "parser.year": args.year, "parser.timezone": args.timezone})
+    print(f"\nserving the demo store: open http://{config.http.listen}/ in a browser "
+          f"(search, trace, delivery health; /metrics for Prometheus). Ctrl-C stops.", file=sys.stderr)
+    try:
+        return app.serve(config)
+    except OSError as exc:
+        print(f"postfix-insights: cannot listen on {config.http.listen}: {exc.strerror or exc}; "
+              "pick another with --listen HOST:PORT", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
