@@ -395,15 +395,20 @@ def trace() -> Json:
         root=".items[] | {host, queue_id} + .message", parser="jq-backend")],
         [unit_override("size", "decbytes")],
         description="One row per instance of the queue ID (Postfix reuses IDs; newest first)."), w=24, h=6)
+    # a bounce notice's trace also lists its parent's recipients: keep which queue ID each is of
     g.add(table("Recipients", INFINITY, [infinity(
-        url, [("recipient", "string"), ("orig_recipient", "string"), ("status", "string"), ("dsn", "string"),
-              ("relay", "string"), ("delay_seconds", "number"), ("tls", "string"), ("response", "string")],
-        root="items.recipients")],
+        url, [("queue_id", "string"), ("recipient", "string"), ("orig_recipient", "string"), ("status", "string"),
+              ("dsn", "string"), ("relay", "string"), ("delay_seconds", "number"), ("tls", "string"),
+              ("response", "string")],
+        root=".items[] | .queue_id as $q | .recipients[] | {queue_id: (.queue_id // $q)} + del(.attempts)",
+        parser="jq-backend")],
         [status_override(), unit_override("delay_seconds", "s")]), w=24, h=7)
     g.add(table("Delivery attempts", INFINITY, [infinity(
-        url, [("recipient", "string"), ("time", "timestamp"), ("status", "string"), ("dsn", "string"),
-              ("relay", "string"), ("delay_seconds", "number"), ("tls", "string"), ("response", "string")],
-        root=".items[] | .recipients[] | .recipient as $r | .attempts[] | {recipient: $r} + .",
+        url, [("queue_id", "string"), ("recipient", "string"), ("time", "timestamp"), ("status", "string"),
+              ("dsn", "string"), ("relay", "string"), ("delay_seconds", "number"), ("tls", "string"),
+              ("response", "string")],
+        root=".items[] | .queue_id as $q | .recipients[] | (.queue_id // $q) as $rq | .recipient as $r"
+             " | .attempts[] | {queue_id: $rq, recipient: $r} + .",
         parser="jq-backend")],
         [status_override(), unit_override("delay_seconds", "s")],
         description="Every to= line of every recipient, retries included."), w=24, h=8)

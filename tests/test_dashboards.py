@@ -8,6 +8,8 @@ import asyncio
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -546,3 +548,38 @@ def test_empty_textboxes_do_not_filter(live: LiveService) -> None:
     narrowed = live.get(fill(search["url"], {"domain": domain}))[1]["items"]
     assert narrowed and all(i["recipient"].endswith("@" + domain) for i in narrowed)
     assert len(narrowed) < len(filled[1]["items"])
+
+
+def jsonata_path(data: Any, path: str) -> list[Any]:
+    """The dotted paths the backend (JSONata) parser is given here: map over arrays, flatten."""
+    values = [data]
+    for step in path.split("."):
+        nxt: list[Any] = []
+        for v in values:
+            for item in v if isinstance(v, list) else [v]:
+                if isinstance(item, dict) and step in item:
+                    got = item[step]
+                    nxt.extend(got if isinstance(got, list) else [got])
+        values = nxt
+    return values
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed (Debian: apt install jq)")
+def test_trace_selectors_extract_every_column(live: LiveService) -> None:
+    """Each trace panel's root selector, run on a real trace (a bounce notice: it has a parent,
+    links and lines), yields rows carrying every column the panel shows."""
+    bounces = live.get(fill("/api/v1/messages?status=bounced&from=${__timeFrom}&to=${__timeTo}", {}))[1]["items"]
+    notice = next(i for i in bounces if i["sender"] == "" and i["queue_id"])
+    status, trace = live.get(f"/api/v1/messages/{notice['queue_id']}?host={notice['host']}")
+    assert status == 200, trace
+    for p, t in targets(DASHBOARDS["postfix-trace"]):
+        if t["parser"] == "jq-backend":
+            proc = subprocess.run(["jq", "-c", t["root_selector"]], input=json.dumps(trace), capture_output=True,
+                                  text=True, timeout=30)
+            assert proc.returncode == 0, (p["title"], proc.stderr)
+            rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        else:
+            rows = jsonata_path(trace, t["root_selector"])
+        assert rows and all(isinstance(r, dict) for r in rows), p["title"]
+        for c in t["columns"]:
+            assert any(c["selector"] in r for r in rows), f"{p['title']}: no row has {c['selector']}"
