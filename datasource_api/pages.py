@@ -63,7 +63,9 @@ def _static_version() -> str:
 def _render(name: str, auth: bool, version: str) -> str:
     title, scripts = SHELLS[name]
     base = Template((TEMPLATE_DIR / "base.html").read_text())
-    styles = ("app.css", *STYLES.get(name, ()))
+    # a vendored file that was never built is left out (the page says so) rather than a 404
+    scripts = tuple(s for s in scripts if (STATIC_DIR / s).is_file())
+    styles = tuple(s for s in ("app.css", *STYLES.get(name, ())) if (STATIC_DIR / s).is_file())
     return base.substitute(
         title=title,
         page=name,

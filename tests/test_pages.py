@@ -263,7 +263,7 @@ def test_stats_charts_render_with_data(site: Site, browser) -> None:  # noqa: AN
     assert browser.find_element(By.CSS_SELECTOR, "[data-tile=records] .v").text not in ("", "—", "0")
 
     # bar charts and heatmap: SVG with bars of nonzero width and labelled values
-    for panel in ("p-domains", "p-slow", "p-dsn", "p-tls"):
+    for panel in ("p-domains", "p-slow", "p-dsn", "p-tls", "p-rejects", "p-senders"):
         widths = [float(r.get_attribute("width")) for r in css(browser, f"#{panel} svg rect.bar")]
         assert widths and max(widths) > 10, panel
         assert any(re.search(r"\d", t.text) for t in css(browser, f"#{panel} svg text.value")), panel

@@ -101,7 +101,8 @@ const Charts = (() => {
     rows.forEach((r, i) => {
       const y = i * rowH + 4;
       const text = opts.label(r);
-      const shown = text.length > 32 ? text.slice(0, 31) + "…" : text;
+      const fits = Math.floor((labelW - 10) / 7);  // about 7 px a character at 12 px
+      const shown = text.length > fits ? text.slice(0, fits - 1) + "…" : text;
       const label = svg("text", { class: "label", x: labelW - 8, y: y + rowH / 2, "text-anchor": "end", "dominant-baseline": "middle" },
                         svg("title", {}, text), shown);
       const href = opts.href && opts.href(r);

@@ -38,6 +38,7 @@
       const body = await api("stats/" + name, p);
       if (body.meta && body.meta.from) range = { from: body.meta.from, to: body.meta.to || "" };
       draw(box, body.items, body.meta || {});
+      if (body.meta && body.meta.note && params.has("domain")) box.append(el("p", { class: "muted note" }, `Note: ${body.meta.note}.`));
       box.dataset.loaded = "true";
       return body;
     } catch (err) {
@@ -132,4 +133,15 @@
   panel("tls-coverage", "p-tls", { limit: "10" }, (box, rows) => Charts.bars(box, rows, [
     { key: "share", name: "TLS share", color: 6, fmt: v => fmtPct(v) },
   ], { label: r => `${r.domain} (${fmtInt(r.deliveries)})`, href: domainLink, min: 1, title: "TLS coverage" }));
+
+  panel("rejects", "p-rejects", { limit: "10" }, (box, rows) => Charts.bars(box, rows, [
+    { key: "records", name: "rejects", color: 5, fmt: fmtInt },
+  ], { label: r => `${r.code || ""} ${r.reason || "other"}`.trim(),
+       href: () => searchHref({ ...filters(), status: "rejected", domain: params.get("domain") }), title: "SMTP rejects by reason" }));
+
+  panel("top-senders", "p-senders", { limit: "10" }, (box, rows) => Charts.bars(box, rows, [
+    { key: "recipients", name: "recipients", color: 0, fmt: fmtInt },
+    { key: "bounced", name: "bounced", color: 3, fmt: fmtInt },
+  ], { label: r => r.sender, href: r => searchHref({ ...filters(), sender: r.sender }),
+       title: "top senders" }));
 })();

@@ -5,7 +5,9 @@
 (() => {
   const { el, api, showError, fmtTime, fmtDelay, fmtInt, badge, traceHref, searchHref } = PI;
 
-  const queueId = decodeURIComponent(location.pathname.replace(/^\/messages\//, ""));
+  const raw = location.pathname.replace(/^\/messages\//, "");
+  let queueId;
+  try { queueId = decodeURIComponent(raw); } catch (e) { queueId = raw; }
   const host = new URLSearchParams(location.search).get("host");
   const box = document.getElementById("instances");
   const summary = document.getElementById("summary");
