@@ -538,17 +538,27 @@ def test_every_routed_infinity_url_answers(live: LiveService, routes: set[str]) 
 
 
 def test_empty_textboxes_do_not_filter(live: LiveService) -> None:
-    """Infinity sends `sender=` for an empty textbox: the search must read it as no filter."""
+    """Infinity sends `sender=` for an empty textbox: every search parameter the dashboard fills
+    from a textbox must read an empty value as no filter (not 400, not `sender = ''`)."""
+    base = fill("/api/v1/messages?from=${__timeFrom}&to=${__timeTo}&limit=1000", {})
+    status, unfiltered = live.get(base)
+    assert status == 200 and unfiltered["items"], unfiltered
     search = next(t for _, p, t in infinity_targets() if p["title"] == "Messages")
-    unfiltered = live.get(fill("/api/v1/messages?from=${__timeFrom}&to=${__timeTo}&limit=1000", {}))
-    filled = live.get(fill(search["url"], {}))
-    assert unfiltered[0] == 200 and filled[0] == 200, (unfiltered, filled)
-    assert len(filled[1]["items"]) == len(unfiltered[1]["items"]) > 0
-    domain = filled[1]["items"][0]["recipient"].rsplit("@", 1)[1]
+    textboxes = [k for k, v in parse_qsl(search["url"].split("?", 1)[1]) if re.fullmatch(r"\$\{\w+\}", v)]
+    wrong = {}
+    for key in textboxes:
+        status, answer = live.get(f"{base}&{key}=")
+        if status != 200:
+            wrong[key] = f"{status} {answer['error']['message']}"
+        elif len(answer["items"]) != len(unfiltered["items"]):
+            wrong[key] = f"{len(answer['items'])} of {len(unfiltered['items'])} rows"
+    assert not wrong, f"empty parameters that filter or fail: {wrong}"
+    filled = live.get(fill(search["url"], {}))[1]["items"]
+    assert len(filled) == len(unfiltered["items"])
+    domain = filled[0]["recipient"].rsplit("@", 1)[1]
     narrowed = live.get(fill(search["url"], {"domain": domain}))[1]["items"]
     assert narrowed and all(i["recipient"].endswith("@" + domain) for i in narrowed)
-    assert len(narrowed) < len(filled[1]["items"])
-
+    assert len(narrowed) < len(filled)
 
 def jsonata_path(data: Any, path: str) -> list[Any]:
     """The dotted paths the backend (JSONata) parser is given here: map over arrays, flatten."""
