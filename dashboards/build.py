@@ -475,7 +475,7 @@ def health() -> Json:
         [unit_override("share", "percentunit"), search_link_override("domain", "domain", "&var-status=sent")],
         sort="deliveries"), w=12, h=9)
     g.add(panel("timeseries", "DKIM signing rate", INFINITY, [stat(
-        "dkim", f"host=${{host}}&from=${{__timeFrom}}&to=${{__timeTo}}&interval=$__interval",
+        "dkim", "host=${host}&from=${__timeFrom}&to=${__timeTo}&interval=$__interval",
         [("time", "timestamp"), ("rate", "number")])], unit="percentunit",
         description="Signed share of received messages per interval."), w=12, h=9)
     g.add(table("Top senders", INFINITY, [stat(
@@ -488,7 +488,7 @@ def health() -> Json:
         [("recipient", "string"), ("records", "number"), ("bounced", "number"), ("deferred", "number")])],
         [search_link_override("recipient", "recipient")], sort="records"), w=12, h=9)
     g.add(table("Rejects", INFINITY, [stat(
-        "rejects", f"host=${{host}}&from=${{__timeFrom}}&to=${{__timeTo}}&limit=20",
+        "rejects", "host=${host}&from=${__timeFrom}&to=${__timeTo}&limit=20",
         [("reason", "string"), ("code", "string"), ("records", "number")])], [], sort="records"), w=24, h=7)
     return dashboard("postfix-health", "Delivery health",
                      "SLA, slow domains, DSN codes, traffic pattern, TLS and DKIM from the postfix-insights API.",

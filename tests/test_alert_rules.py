@@ -11,9 +11,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
 from conftest import ROOT
-from test_dashboards import DASHBOARDS, grafana_slug, promql_metric_names, registry_names, variables
+from test_dashboards import (
+    DASHBOARDS,
+    grafana_slug,
+    promql_metric_names,
+    registry_names,
+    variables,
+)
 
 ALERTS = ROOT / "alerts"
 RULES = ALERTS / "postfix-insights.rules.yml"
@@ -28,12 +33,12 @@ def rules() -> dict[str, dict[str, str]]:
     """alert -> {expr, summary, runbook, messages_url, ...} from the rules file (no YAML library in
     the venv; the file keeps `expr: |` blocks and one-line quoted annotations)."""
     out = {}
-    for chunk in re.split(r"^      - alert: ", RULES.read_text(), flags=re.M)[1:]:
+    for chunk in re.split(r"^      - alert: ", RULES.read_text(), flags=re.MULTILINE)[1:]:
         name, _, body = chunk.partition("\n")
         fields = {}
-        m = re.search(r"^        expr: \|\n((?:          .*\n)+)", body, re.M)
-        fields["expr"] = m[1] if m else re.search(r"^        expr: (.+)$", body, re.M)[1]
-        for key, value in re.findall(r"^          (\w+): \"(.*)\"$", body, re.M):
+        m = re.search(r"^        expr: \|\n((?:          .*\n)+)", body, re.MULTILINE)
+        fields["expr"] = m[1] if m else re.search(r"^        expr: (.+)$", body, re.MULTILINE)[1]
+        for key, value in re.findall(r"^          (\w+): \"(.*)\"$", body, re.MULTILINE):
             fields[key] = value.replace('\\"', '"')
         out[name.strip()] = fields
     return out
@@ -41,7 +46,8 @@ def rules() -> dict[str, dict[str, str]]:
 
 def promtool(*args: str, cwd: Path = ALERTS) -> subprocess.CompletedProcess:
     assert PROMTOOL
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 @needs_promtool
@@ -99,7 +105,7 @@ def test_runbooks_point_at_existing_docs() -> None:
         assert path.exists(), f"{name}: {doc[1]} does not exist"
         if doc[2]:
             anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
-                       for h in re.findall(r"^#+ (.+)$", path.read_text(), re.M)}
+                       for h in re.findall(r"^#+ (.+)$", path.read_text(), re.MULTILINE)}
             anchors |= set(re.findall(r'<a id="([\w-]+)"', path.read_text()))
             assert doc[2] in anchors, f"{name}: no #{doc[2]} in {doc[1]}"
 
@@ -115,7 +121,7 @@ def test_every_metric_is_exported(tmp_path: Path) -> None:
 def test_every_alert_has_a_firing_test_with_its_link() -> None:
     text = TESTS.read_text()
     fired = set()
-    for m in re.finditer(r"alertname: (\w+)\n\s+exp_alerts:\n(.*?)(?=\n\s+- eval_time:|\n  - name:|\Z)", text, re.S):
+    for m in re.finditer(r"alertname: (\w+)\n\s+exp_alerts:\n(.*?)(?=\n\s+- eval_time:|\n  - name:|\Z)", text, re.DOTALL):
         if "messages_url:" in m[2]:
             fired.add(m[1])
     assert fired == set(rules()), set(rules()) ^ fired

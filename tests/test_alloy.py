@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import ROOT
 from test_dashboards import route_regex, router_paths
 
@@ -43,7 +42,7 @@ TOKEN = re.compile(r"""
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<open>[{\[(])
   | (?P<close>[}\])])
-""", re.X | re.S)
+""", re.VERBOSE | re.DOTALL)
 
 
 def strip_comments(text: str) -> str:
