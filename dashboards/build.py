@@ -17,7 +17,7 @@ Json = dict[str, Any]
 # uids fixed in provisioning/datasources/postfix-insights.yaml
 PROM_UID = "postfix-insights-prometheus"
 INFINITY_UID = "postfix-insights-infinity"
-PLUGIN_UID = "postfix-insights-plugin"
+PLUGIN_UID = "postfix-insights"  # as in grafana-plugin/provisioning
 PROM = {"type": "prometheus", "uid": "${datasource}"}
 INFINITY = {"type": "yesoreyeram-infinity-datasource", "uid": "${infinity}"}
 PLUGIN = {"type": "postfixinsights-messages-datasource", "uid": "${pidatasource}"}

@@ -93,11 +93,11 @@ def links(d: Json) -> Iterator[tuple[str, str]]:
                         yield f"{where} field {o['matcher']['options']}", link["url"]
 
 
-def provisioned() -> dict[str, str]:
-    """uid -> type of the data sources in the provisioning YAML (no YAML library in the venv;
+def provisioned(path: Path = PROVISIONING) -> dict[str, str]:
+    """uid -> type of the data sources in a provisioning YAML (no YAML library in the venv;
     the file keeps one `- name:` item per data source)."""
     out = {}
-    for block in re.split(r"\n  - name:", PROVISIONING.read_text())[1:]:
+    for block in re.split(r"\n  - name:", path.read_text())[1:]:
         uid = re.search(r"^    uid: (\S+)$", block, re.MULTILINE)
         kind = re.search(r"^    type: (\S+)$", block, re.MULTILINE)
         assert uid and kind, block
@@ -264,6 +264,15 @@ def test_data_sources_are_variables_or_provisioned() -> None:
                   if not a.get("builtIn")]
         for ds, where in refs_:
             check_data_source(ds, ds_vars, prov, f"{uid} {where}")
+
+
+def test_plugin_data_source_matches_the_plugins_own_provisioning() -> None:
+    """grafana-plugin/ ships the same data source; an operator copies either file."""
+    theirs = ROOT / "grafana-plugin" / "provisioning" / "datasources" / "postfix-insights.yaml"
+    if not theirs.exists():
+        pytest.skip("grafana-plugin/provisioning not there yet")
+    ours = {uid for uid, kind in provisioned().items() if kind == PLUGIN_TYPE}
+    assert ours == {uid for uid, kind in provisioned(theirs).items() if kind == PLUGIN_TYPE}
 
 
 # ---- links ---------------------------------------------------------------------------------
