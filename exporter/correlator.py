@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exporter.config import CorrelatorConfig
 from exporter.parser.body import MESSAGE_KINDS, SKIPPED_KINDS
@@ -50,6 +52,9 @@ def _decode_subjects(subjects: pa.Array) -> pa.Array:
     return pa.array([_decode_cached(s) for s in subjects.to_pylist()], pa.string())
 
 
+_MESSAGE_KINDS = pa.array(MESSAGE_KINDS, pa.string())
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
     try:
         con.create_function("pi_mime", _decode_subjects, ["VARCHAR"], "VARCHAR", type="arrow",
@@ -59,10 +64,11 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
-              source_name: str) -> tuple[int, BatchResult]:
-    """Fold the parser's temp tables into the store. Returns the next free msg_id."""
+              source_name: str, ev1: pa.Table | None = None) -> tuple[int, BatchResult]:
+    """Fold the parser's tables into the store (ev1: the parser's Arrow table, when the caller
+    has it, spares a scan of it). Returns the next free msg_id."""
     expire = float(config.expire_after_seconds)
-    _assign_instances(con, next_msg_id, expire)
+    _assign_instances(con, next_msg_id, expire, ev1)
     new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
     _merge_messages(con)
     _write_attempts(con)
@@ -75,11 +81,90 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     return max(next_msg_id, new_max + 1), result
 
 
-def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float) -> None:
+def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
+                      ev1: pa.Table | None = None) -> None:
+    """qev: each message line of the batch with its instance (msg_id), whether it starts one
+    (`starts`, with its `new_id`) and the open instance it found (`open_id`)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE open_msgs AS
+        SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
+    qev = _instances_numpy(con, next_msg_id, expire, ev1)
+    if qev is not None:
+        con.register("pi_qev", qev)
+        con.execute("CREATE OR REPLACE TEMP TABLE qev AS SELECT * FROM pi_qev")
+        con.unregister("pi_qev")
+        return
+    _assign_instances_sql(con, next_msg_id, expire)
+
+
+def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
+                     ev1: pa.Table | None) -> pa.Table | None:
+    """_assign_instances_sql's windows done with one sort in numpy (three windows over
+    string keys cost more than the rest of the correlator). None when an open (host, queue ID)
+    is not unique, which the SQL's join would multiply: that rare state goes the SQL way."""
+    if ev1 is None:
+        ev1 = con.sql("SELECT seq, ts, host, qid, kind, instance FROM ev1 ORDER BY seq").to_arrow_table()
+    ev1 = ev1.select(["seq", "ts", "host", "qid", "kind", "instance"])
+    q = ev1.filter(pc.and_(pc.is_valid(ev1.column("qid")), pc.is_in(ev1.column("kind"), value_set=_MESSAGE_KINDS)))
+    o = con.sql("SELECT msg_id, host, queue_id, epoch_us(last_ts) AS last_us FROM open_msgs").to_arrow_table()
+    n = q.num_rows
+    def joined(host: pa.ChunkedArray, qid: pa.ChunkedArray) -> list[pa.Array]:
+        wide = pa.large_string()
+        return pc.binary_join_element_wise(pc.cast(host, wide), pc.cast(qid, wide), pa.scalar("\x00", wide)).chunks
+    keys = pa.chunked_array(joined(q.column("host"), q.column("qid")) + joined(o.column("host"), o.column("queue_id")),
+                            pa.large_string())
+    codes = keys.dictionary_encode().combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    gid, ogid = codes[:n], codes[n:]
+    if len(np.unique(ogid)) != len(ogid):
+        return None
+    groups = int(codes.max()) + 1 if len(codes) else 0
+    open_id = np.full(groups, -1, np.int64)
+    open_last = np.zeros(groups, np.int64)
+    open_id[ogid] = o.column("msg_id").to_numpy(zero_copy_only=False)
+    open_last[ogid] = o.column("last_us").to_numpy(zero_copy_only=False)
+
+    ts = pc.cast(q.column("ts"), pa.int64()).to_numpy(zero_copy_only=False)
+    kind = q.column("kind")
+    origin = pc.is_in(kind, value_set=pa.array(["client", "pickup"])).to_numpy(zero_copy_only=False)
+    removed = pc.equal(kind, "removed").to_numpy(zero_copy_only=False)
+    order = np.argsort(gid, kind="stable")  # rows come in seq order: by group, then seq
+    g, t = gid[order], ts[order]
+    first = np.ones(n, bool)
+    first[1:] = g[1:] != g[:-1]
+    prev_t = np.empty(n, np.int64)
+    prev_t[1:] = t[:-1]
+    prev_removed = np.zeros(n, bool)
+    prev_removed[1:] = removed[order][:-1]
+    oid = open_id[g]
+    starts_by_group = np.where(
+        first,
+        (oid < 0) | origin[order] | ((t - open_last[g]) / 1e6 > expire),
+        origin[order] | prev_removed | ((t - prev_t) / 1e6 > expire))
+    starts = np.empty(n, bool)
+    starts[order] = starts_by_group
+    new_id = np.where(starts, next_msg_id - 1 + np.cumsum(starts), -1)
+    # the latest new_id so far within the group, else the open instance
+    nid = new_id[order]
+    pos = np.where((nid >= 0) | first, np.arange(n), 0)
+    last = np.maximum.accumulate(pos) if n else pos
+    msg_by_group = np.where(nid[last] >= 0, nid[last], oid)
+    msg_id = np.empty(n, np.int64)
+    msg_id[order] = msg_by_group
+    open_col = np.empty(n, np.int64)
+    open_col[order] = oid
+    return pa.table({
+        "seq": q.column("seq"), "ts": q.column("ts"), "host": q.column("host"), "qid": q.column("qid"),
+        "kind": kind, "instance": q.column("instance"),
+        "open_id": pa.array(open_col, mask=open_col < 0),
+        "starts": pa.array(starts),
+        "new_id": pa.array(new_id, mask=new_id < 0),
+        "msg_id": pa.array(msg_id),
+    })
+
+
+def _assign_instances_sql(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float) -> None:
     kinds = ", ".join(f"'{k}'" for k in MESSAGE_KINDS)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE open_msgs AS
-        SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open;
         CREATE OR REPLACE TEMP TABLE qev AS
         WITH q AS (
             SELECT seq, ts, host, qid, kind, instance,

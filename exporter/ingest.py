@@ -89,30 +89,37 @@ class Pipeline:
         clock = Clock(anchor=log.mtime, year=state.clock_year, month=state.clock_month)
         consumed = False
         max_line = self.reader.max_line_bytes
-        batches = ((len(chunk), split_lines(chunk, max_line), end_offset)
+        # the read-ahead thread reads, splits and parses the next batch while this one is
+        # correlated and committed; its cursor only converts BSD local times to UTC
+        cursor = store.con.cursor()
+        batches = ((len(chunk), parser.prepare(split_lines(chunk, max_line), clock, self.parser_config, cursor),
+                    end_offset)
                    for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes, final))
-        for size, lines, end_offset in _read_ahead(batches):
-            consumed = True
-            self._ingest_chunk(size, lines, end_offset, state, log, clock, stats)
-            if progress:
-                progress(size)
-            if stop is not None and stop.is_set():
-                break
+        try:
+            for size, parsed, end_offset in _read_ahead(batches):
+                consumed = True
+                self._ingest_chunk(size, parsed, end_offset, state, log, stats)
+                if progress:
+                    progress(size)
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            cursor.close()
         if not consumed:
             stats.skipped_files += 1
         return state.offset
 
-    def _ingest_chunk(self, size: int, lines: Lines, end_offset: int, state: SourceState, log: LogInput,
-                      clock: Clock, stats: IngestStats) -> None:
+    def _ingest_chunk(self, size: int, parsed: parser.Parsed, end_offset: int, state: SourceState,
+                      log: LogInput, stats: IngestStats) -> None:
         store = self.store
         with store.transaction() as con:
-            n = self._ingest_batch(con, lines, log.name, clock, stats)
+            n = self._ingest_batch(con, parsed, log.name, stats)
             state.offset = end_offset
             state.lines += n
             state.name = log.name
             if len(state.fingerprint) < len(log.fingerprint):
                 state.fingerprint = log.fingerprint
-            state.clock_year, state.clock_month = clock.year, clock.month
+            state.clock_year, state.clock_month = parsed.clock  # as of this batch, not the read-ahead's
             store.save_source(state)
         stats.lines += n
         stats.bytes += size
@@ -125,25 +132,25 @@ class Pipeline:
         clock.anchor = datetime.now(timezone.utc)
         lines = lines_from_texts(texts, self.reader.max_line_bytes)
         with self.store.transaction() as con:
-            n = self._ingest_batch(con, lines, source, clock, stats)
+            n = self._ingest_batch(con, parser.prepare(lines, clock, self.parser_config, con), source, stats)
             for key, value in (meta or {}).items():
                 self.store.set_meta(key, value)
         stats.lines += n
 
-    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, lines: Lines, source: str, clock: Clock,
+    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed, source: str,
                       stats: IngestStats) -> int:
         store = self.store
-        n = len(lines)
+        n = len(parsed.text)
         if not n:
             return 0
         first_seq = store.counter("next_seq")
-        backwards = parser.parse(con, lines, first_seq, clock, self.parser_config, source)
+        backwards, ev1 = parser.load(con, parsed, first_seq)
         next_msg_id, result = correlator.correlate(
-            con, self.correlator_config, store.counter("next_msg_id") or 1, source)
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source, ev1)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
         day = datetime.now(timezone.utc).date()
-        anomalies = {"time_backwards": backwards, "invalid_utf8": lines.invalid_utf8}
+        anomalies = {"time_backwards": backwards, "invalid_utf8": parsed.invalid_utf8}
         for name, count in anomalies.items():
             if count:
                 con.execute("INSERT INTO line_counts VALUES (?, NULL, 'anomaly', ?, ?)", [day, name, count])

@@ -4,37 +4,70 @@
 reproduces, kept as the reference the tests compare it with."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exporter.config import ParserConfig
 from exporter.parser import native
-from exporter.parser.body import MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bodies
+from exporter.parser.body import FAMILIES, MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bodies
 from exporter.parser.header import Clock, count_backwards, header_sql, header_years, local_zone_name
 from exporter.sources.lines import Lines
 
-__all__ = ["Clock", "MESSAGE_KINDS", "SKIPPED_KINDS", "drop_batch_tables", "install_macros", "parse", "parse_sql"]
+__all__ = ["Clock", "MESSAGE_KINDS", "Parsed", "SKIPPED_KINDS", "drop_batch_tables", "install_macros", "load", "parse",
+           "parse_sql", "prepare"]
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(MACROS)
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """One batch parsed, not yet in the store: its seq numbers count from 0 until `load`."""
+    ev1: pa.Table
+    families: dict[str, pa.Table]
+    text: pa.Array
+    backwards: int                  # lines that went back in time (counted, still parsed)
+    invalid_utf8: int               # lines whose bytes were not UTF-8 (still parsed)
+    clock: tuple[int | None, int | None]  # the source clock's (year, month) after this batch
+
+
+def prepare(lines: Lines, clock: Clock, config: ParserConfig, con: duckdb.DuckDBPyConnection) -> Parsed:
+    """Parse a batch without touching the store, so that it can run in the read-ahead thread
+    while the previous batch is correlated (`con`, a cursor of its own, only converts zones)."""
+    if not len(lines):
+        return Parsed(pa.table({}), {}, lines.text, 0, 0, (clock.year, clock.month))
+    zone = local_zone_name() if config.timezone == "localtime" else config.timezone
+    ev1, families, ts = native.parse_tables(con, lines.text, lines.problem, 0,
+                                            native.years(lines.text, clock, config.year), zone)
+    return Parsed(ev1, families, lines.text, _backwards(ts), lines.invalid_utf8, (clock.year, clock.month))
+
+
+def load(con: duckdb.DuckDBPyConnection, parsed: Parsed, first_seq: int) -> tuple[int, pa.Table]:
+    """Register a parsed batch as ev1, ev_<family> and batch_in, numbered from first_seq.
+    Arrow tables scanned in place: copying them into temp tables costs more than the scans.
+    Returns the lines that went back in time and ev1 (for the correlator's numpy pass)."""
+    def numbered(table: pa.Table) -> pa.Table:
+        at = table.schema.get_field_index("seq")
+        return table.set_column(at, "seq", pc.add(table.column(at), pa.scalar(first_seq, pa.int64())))
+    ev1 = numbered(parsed.ev1)
+    con.register("batch_in", pa.table({"seq": ev1.column("seq"), "line": parsed.text}))
+    con.register("ev1", ev1)
+    for family, table in parsed.families.items():
+        con.register(f"ev_{family}", numbered(table))
+    return parsed.backwards, ev1
+
+
 def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: Clock,
           config: ParserConfig, source: str) -> int:
-    """Parse one batch of one source into the temp tables ev1 and ev_<family> (see body.py).
+    """Parse one batch of one source into ev1 and ev_<family> (see body.py).
 
     Returns how many lines went back in time (counted, still parsed)."""
-    zone = local_zone_name() if config.timezone == "localtime" else config.timezone
-    ev1, families, ts = native.parse_tables(con, lines.text, lines.problem, first_seq,
-                                            native.years(lines.text, clock, config.year), zone)
-    con.register("batch_in", pa.table({"seq": ev1.column("seq"), "line": lines.text}))
-    for name, table in (("ev1", ev1), *((f"ev_{f}", t) for f, t in families.items())):
-        con.register("pi_arrow", table)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM pi_arrow")
-        con.unregister("pi_arrow")
-    return _backwards(ts)
+    return load(con, prepare(lines, clock, config, con), first_seq)[0]
 
 
 def _backwards(ts: np.ndarray) -> int:
@@ -76,3 +109,5 @@ def drop_batch_tables(con: duckdb.DuckDBPyConnection) -> None:
     for (name,) in names:
         con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
     con.unregister("batch_in")
+    for name in ("ev1", *(f"ev_{f}" for f in FAMILIES)):
+        con.unregister(name)
