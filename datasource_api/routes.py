@@ -68,11 +68,14 @@ def _list_fields(model: type[BaseModel]) -> set[str]:
 
 def parse(model: type[P], request: web.Request) -> P:
     """Query string -> model. A list parameter may repeat or be comma-separated; any other
-    parameter given twice counts once (the last). Errors name the parameter."""
+    parameter given twice counts once (the last). An empty value is no filter (Grafana sends
+    empty text boxes as `name=`). Errors name the parameter."""
     lists = _list_fields(model)
     data: dict[str, Any] = {}
     for key in set(request.query.keys()):
-        got = request.query.getall(key)
+        got = [v for v in request.query.getall(key) if v.strip()]
+        if not got:
+            continue
         data[key] = [p.strip() for v in got for p in v.split(",") if p.strip()] if key in lists else got[-1]
     try:
         return model.model_validate(data)
