@@ -35,7 +35,7 @@ REASONS: tuple[tuple[str, str], ...] = (
 )
 
 HELP = {
-    "messages_received_total": "Messages queued by Postfix, by how they arrived (smtpd service, pickup, or Postfix itself) and instance.",
+    "messages_received_total": "Messages queued by Postfix, by how they arrived (smtpd service, pickup, or Postfix itself) and Postfix instance (multi-instance setups: postfix-out, ...).",
     "lines_total": "Log lines read, by line kind the parser gave them.",
     "unparsed_lines_total": "Lines not turned into events, by reason (kept raw in the store).",
     "skipped_lines_total": "Lines deliberately skipped: other programs and Postfix noise.",
@@ -111,7 +111,7 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             SELECT 'delivery_delay_seconds_sum', json_object('stage', stage), sum(v) FROM metric_delays GROUP BY ALL
             UNION ALL
             SELECT 'messages_received_total' AS name,
-                   json_object('origin', coalesce(m.origin, 'postfix'), 'instance', coalesce(m.instance, '')) AS labels,
+                   json_object('origin', coalesce(m.origin, 'postfix'), 'postfix_instance', coalesce(m.instance, '')) AS labels,
                    count(*)::DOUBLE AS value
             FROM msg_batch b JOIN messages m ON m.msg_id = b.msg_id
             WHERE b.queued_ts IS NOT NULL AND m.queued_ts = b.queued_ts
