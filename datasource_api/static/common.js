@@ -17,7 +17,7 @@ const PI = (() => {
   }
 
   function append(node, children) {
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       node.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
     }

@@ -96,13 +96,36 @@
     return el("section", { class: "raw" }, el("h3", {}, `Raw log lines (${(inst.lines || []).length})`), ol);
   }
 
+  // recipients come for the whole linked family: this message's first, then each linked queue ID's
+  function recipientGroups(inst) {
+    const groups = new Map([[inst.queue_id, []]]);
+    for (const r of inst.recipients) {
+      const q = r.queue_id || inst.queue_id;
+      if (!groups.has(q)) groups.set(q, []);
+      groups.get(q).push(r);
+    }
+    const out = [];
+    for (const [q, rows] of groups) {
+      if (q === inst.queue_id) {
+        out.push(el("h3", {}, "Recipients"),
+          rows.length ? rows.map(recipient) : el("p", { class: "muted" }, "No recipient logged yet."));
+        continue;
+      }
+      const role = (inst.instances || []).find(i => i.queue_id === q);
+      const link = (inst.links || []).find(l => l.child_queue_id === q || l.parent_queue_id === q);
+      const what = [role && role.role, link && link.kind].filter(Boolean).join(", ");
+      out.push(el("h3", { class: "linked-recipients" }, "Recipients of linked queue ID ",
+        qidLink(q, (role && role.host) || inst.host), what ? ` (${what})` : ""), rows.map(recipient));
+    }
+    return out;
+  }
+
   function instance(inst) {
     return el("article", { class: "instance", "data-msg-id": inst.msg_id },
       el("h2", {}, el("span", { class: "mono" }, dash(inst.queue_id)), el("span", { class: "muted" }, `on ${dash(inst.host)}`),
         badge(inst.message.status)),
       messageFields(inst),
-      el("h3", {}, "Recipients"),
-      inst.recipients.length ? inst.recipients.map(recipient) : el("p", { class: "muted" }, "No recipient logged yet."),
+      recipientGroups(inst),
       linked(inst),
       rawLines(inst));
   }
