@@ -9,16 +9,25 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+from service import ROOT, Service, free_port, http_get
 
 from datasource_api import pages
 from exporter.generator import generate
-from service import ROOT, Service, free_port, http_get
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -48,12 +57,12 @@ def _hostile_log(t: datetime) -> str:
     return "\n".join([*noise,
         f"{ts(0)} mx1 postfix/smtpd[9601]: {q}: client=evil.example[203.0.113.66]",
         f"{ts(0)} mx1 postfix/cleanup[9602]: {q}: message-id=<evil@evil.example>",
-        f"{ts(0)} mx1 postfix/cleanup[9602]: {q}: info: header Subject: {HOSTILE_SUBJECT} from "
-        "evil.example[203.0.113.66]; from=<mallory@evil.example> to=<victim@example.org> proto=ESMTP helo=<evil.example>",
+        (f"{ts(0)} mx1 postfix/cleanup[9602]: {q}: info: header Subject: {HOSTILE_SUBJECT} from "
+         "evil.example[203.0.113.66]; from=<mallory@evil.example> to=<victim@example.org> proto=ESMTP helo=<evil.example>"),
         f"{ts(0)} mx1 postfix/qmgr[1000]: {q}: from=<mallory@evil.example>, size=666, nrcpt=1 (queue active)",
-        f"{ts(1)} mx1 postfix/smtp[9603]: {q}: to=<victim@example.org>, relay=mx.example.org[192.0.2.10]:25, "
-        f"delay=1, delays=0.1/0/0.4/0.5, dsn=5.7.1, status=bounced (host mx.example.org[192.0.2.10] said: "
-        f"{HOSTILE_REPLY} (in reply to end of DATA command))",
+        (f"{ts(1)} mx1 postfix/smtp[9603]: {q}: to=<victim@example.org>, relay=mx.example.org[192.0.2.10]:25, "
+         f"delay=1, delays=0.1/0/0.4/0.5, dsn=5.7.1, status=bounced (host mx.example.org[192.0.2.10] said: "
+         f"{HOSTILE_REPLY} (in reply to end of DATA command))"),
         f"{ts(1)} mx1 postfix/qmgr[1000]: {q}: removed",
     ]) + "\n"
 
@@ -87,9 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service as DriverService
+def browser() -> Iterator[WebDriver]:
     _need(CHROMIUM.exists() and CHROMEDRIVER.exists(),
           "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     _need(VENDOR.exists(), "uPlot not vendored: run `npm --prefix webui ci && npm --prefix webui run build`")
@@ -110,22 +117,20 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def wait(driver, cond, timeout: float = 20):  # noqa: ANN001, ANN201 - selenium objects
-    from selenium.webdriver.support.ui import WebDriverWait
+def wait(driver: WebDriver, cond: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
     return WebDriverWait(driver, timeout).until(cond)
 
 
-def css(driver, selector: str) -> list:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def css(driver: WebDriver, selector: str) -> list[WebElement]:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
-def console_errors(driver) -> list[str]:  # noqa: ANN001
+def console_errors(driver: WebDriver) -> list[str]:
     """Console errors since the last call: script errors, CSP violations, failed loads."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def screenshot(driver, name: str) -> Path:  # noqa: ANN001
+def screenshot(driver: WebDriver, name: str) -> Path:
     """The whole page: the window is stretched to the document's height for the shot."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     size = driver.get_window_size()
@@ -138,7 +143,7 @@ def screenshot(driver, name: str) -> Path:  # noqa: ANN001
     return path
 
 
-def rows_loaded(driver) -> bool:  # noqa: ANN001
+def rows_loaded(driver: WebDriver) -> bool:
     summary = css(driver, "#summary")
     return bool(summary) and summary[0].text not in ("", "Searching…")
 
@@ -151,8 +156,7 @@ def pick_domain(site: Site) -> str:
     return (troubled or remote)[0]["domain"]
 
 
-def test_search_by_domain_then_trace(site: Site, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_search_by_domain_then_trace(site: Site, browser: WebDriver) -> None:
     domain = pick_domain(site)
     browser.get(site.url + "/")
     wait(browser, rows_loaded)
@@ -196,9 +200,8 @@ def test_search_by_domain_then_trace(site: Site, browser) -> None:  # noqa: ANN0
     screenshot(browser, "trace")
 
 
-def test_trace_links_bounce_notice(site: Site, browser) -> None:  # noqa: ANN001
+def test_trace_links_bounce_notice(site: Site, browser: WebDriver) -> None:
     """A bounced message links to its bounce notice's queue ID, and the link opens that trace."""
-    from selenium.webdriver.common.by import By
     bounced = site.api("messages", status="bounced", **site.range, limit="50")["items"]
     for rec in bounced:
         inst = site.api(f"messages/{rec['queue_id']}", host=rec["host"])["items"][0]
@@ -221,8 +224,7 @@ def test_trace_links_bounce_notice(site: Site, browser) -> None:  # noqa: ANN001
     assert console_errors(browser) == []
 
 
-def test_paging_by_cursor(site: Site, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_paging_by_cursor(site: Site, browser: WebDriver) -> None:
     domain = pick_domain(site)
     browser.get(f"{site.url}/?domain={domain}&limit=5")
     wait(browser, rows_loaded)
@@ -245,8 +247,7 @@ def test_paging_by_cursor(site: Site, browser) -> None:  # noqa: ANN001
     assert console_errors(browser) == []
 
 
-def test_stats_charts_render_with_data(site: Site, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_stats_charts_render_with_data(site: Site, browser: WebDriver) -> None:
     query = urllib.parse.urlencode({**site.range, "interval": "1h"})
     browser.get(f"{site.url}/stats?{query}")
     wait(browser, lambda d: len(css(d, ".panel .chart[data-loaded]")) == len(css(d, ".panel .chart")))
@@ -302,8 +303,7 @@ def test_stats_charts_render_with_data(site: Site, browser) -> None:  # noqa: AN
     assert console_errors(browser) == []
 
 
-def test_hostile_subject_and_reply_stay_text(site: Site, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_hostile_subject_and_reply_stay_text(site: Site, browser: WebDriver) -> None:
     browser.get(f"{site.url}/?subject=__pwned")
     wait(browser, rows_loaded)
     rows = css(browser, "#results tbody tr")
@@ -327,8 +327,7 @@ def test_hostile_subject_and_reply_stay_text(site: Site, browser) -> None:  # no
     screenshot(browser, "trace-hostile")
 
 
-def test_unknown_queue_id_and_bad_filter_show_errors(site: Site, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_unknown_queue_id_and_bad_filter_show_errors(site: Site, browser: WebDriver) -> None:
     browser.get(f"{site.url}/messages/NOSUCHQID")
     wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed())
     assert "NOSUCHQID" in browser.find_element(By.ID, "error").text
@@ -346,7 +345,6 @@ def test_headers_and_shells(site: Site) -> None:
         assert not re.search(r"<script(?![^>]*\bsrc=)", text), "no inline script"
         assert " style=" not in text and "<style" not in text, "no inline style"
         assert HOSTILE_QID not in text, "the shell carries no data; the script fetches it"
-    import urllib.request
     with urllib.request.urlopen(site.url + "/stats") as resp:
         csp = resp.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe" not in csp
@@ -367,7 +365,7 @@ def _pages_app(tokens: list[str]) -> web.Application:
     return app
 
 
-async def test_login_sets_cookie_and_pages_need_it(aiohttp_client) -> None:  # noqa: ANN001
+async def test_login_sets_cookie_and_pages_need_it(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(_pages_app(TOKENS))
     resp = await client.get("/stats?from=7d")
     assert resp.status == 401
@@ -396,7 +394,7 @@ async def test_login_sets_cookie_and_pages_need_it(aiohttp_client) -> None:  # n
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"])
-async def test_login_never_redirects_off_site(aiohttp_client, target: str) -> None:  # noqa: ANN001
+async def test_login_never_redirects_off_site(aiohttp_client: AiohttpClient, target: str) -> None:
     client = await aiohttp_client(_pages_app(TOKENS))
     resp = await client.post("/login", data={"token": TOKENS[0], "next": target}, allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/"
@@ -405,7 +403,7 @@ async def test_login_never_redirects_off_site(aiohttp_client, target: str) -> No
     assert 'value="/"' in await resp.text()
 
 
-async def test_no_tokens_no_login(aiohttp_client) -> None:  # noqa: ANN001
+async def test_no_tokens_no_login(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(_pages_app([]))
     for path in ("/", "/stats", "/messages/ABC"):
         resp = await client.get(path)
@@ -440,8 +438,7 @@ def login_site() -> Iterator[str]:
         loop.close()
 
 
-def test_login_form_in_browser(login_site: str, browser) -> None:  # noqa: ANN001
-    from selenium.webdriver.common.by import By
+def test_login_form_in_browser(login_site: str, browser: WebDriver) -> None:
     browser.delete_all_cookies()
     browser.get(login_site + "/stats?from=7d")
     form = browser.find_element(By.CSS_SELECTOR, "form.login-form")
@@ -458,10 +455,9 @@ def test_login_form_in_browser(login_site: str, browser) -> None:  # noqa: ANN00
 
 
 
-def test_login_then_pages_read_the_api_with_the_cookie(tmp_path: Path, browser) -> None:  # noqa: ANN001
+def test_login_then_pages_read_the_api_with_the_cookie(tmp_path: Path, browser: WebDriver) -> None:
     """serve with `[api] tokens`: the pages ask for a token, and the cookie /login sets is what
     their API calls then carry; a wrong cookie is asked to log in again."""
-    from selenium.webdriver.common.by import By
     log = ROOT / "tests" / "data" / "golden" / "delivery.log"
     service = Service(tmp_path, tmp_path / "store.duckdb", ["--log", str(log)],
                       config=f"[api]\ntokens = {json.dumps(TOKENS)}\n")
