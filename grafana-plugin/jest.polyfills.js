@@ -3,7 +3,7 @@ const { TextEncoder, TextDecoder } = require('util');
 
 Object.assign(global, { TextEncoder, TextDecoder });
 
-if (!window.matchMedia) {
+if (typeof window !== 'undefined' && !window.matchMedia) {
   window.matchMedia = (query) => ({
     matches: false,
     media: query,

@@ -80,7 +80,9 @@ export function toApiError(err: unknown): ApiError {
   const apiErr = data.error as { status?: number; message?: string; parameter?: string | null } | undefined;
   const status = apiErr?.status ?? e.status;
   if (apiErr && typeof apiErr === 'object' && apiErr.message) {
-    const param = apiErr.parameter ? ` (parameter "${apiErr.parameter}")` : '';
+    // the API usually starts the message with the parameter ("from: not a time ..."); name it once
+    const named = !apiErr.parameter || apiErr.message.startsWith(`${apiErr.parameter}:`);
+    const param = named ? '' : ` (parameter "${apiErr.parameter}")`;
     return new ApiError(`Postfix Insights API error ${status}: ${apiErr.message}${param}`, status, apiErr.parameter ?? undefined);
   }
   // Grafana's data proxy answers {"message": "..."} when it cannot reach the upstream

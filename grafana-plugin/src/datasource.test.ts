@@ -24,7 +24,7 @@ const API = `${PROXY_URL}/api/api/v1`;
 const ROUTES = {
   [`${API}/messages`]: { body: messages },
   [`${API}/messages/4Bx3Kp1Zz9z`]: { body: trace },
-  [`${API}/messages/4BxNOPE`]: { status: 404, body: error404 },
+  [`${API}/messages/NOSUCHQUEUEID`]: { status: 404, body: error404 },
   [`${API}/stats/volume`]: { body: volume },
   [`${API}/values/domain`]: { body: values },
   [`${API}/annotations`]: { body: annotations },
@@ -81,13 +81,13 @@ describe('query', () => {
   it('several queries: one call each; a failing one reports its error by refId, the others keep their frames', async () => {
     const res = await run([
       { refId: 'A', queryType: 'search' },
-      { refId: 'B', queryType: 'trace', queueId: '4BxNOPE' },
+      { refId: 'B', queryType: 'trace', queueId: 'NOSUCHQUEUEID' },
       { refId: 'C', queryType: 'stats', stat: 'volume', hide: true },
     ]);
     expect(mockBackend.calls).toHaveLength(2);
     expect(res.data.map((f: DataFrame) => f.refId)).toEqual(['A']);
     expect(res.errors).toEqual([
-      { refId: 'B', status: 404, message: 'Postfix Insights API error 404: no message with queue ID 4BxNOPE' },
+      { refId: 'B', status: 404, message: `Postfix Insights API error 404: ${error404.error.message} (parameter "queue_id")` },
     ]);
   });
 
@@ -95,7 +95,8 @@ describe('query', () => {
     mockBackend = fakeFetch({ [`${API}/messages`]: { status: 400, body: error400 } });
     const res = await run([{ refId: 'A', queryType: 'search' }]);
     expect(res.data).toEqual([]);
-    expect(res.errors?.[0].message).toMatch(/^Postfix Insights API error 400: not a time: 'yesterday'.*\(parameter "from"\)$/);
+    expect(res.errors?.[0]).toEqual({ refId: 'A', status: 400, message: `Postfix Insights API error 400: ${error400.error.message}` });
+    expect(res.errors?.[0].message).toMatch(/from: not a time: 'yesterday'/);
   });
 
   it('a trace whose queue-ID variable is empty asks nothing and returns no data', async () => {
@@ -124,11 +125,8 @@ describe('metricFindQuery', () => {
     const range = queryRequest([]).range;
     const found = await ds.metricFindQuery('domain:ex', { range });
     expect(mockBackend.calls[0].url).toBe(`${API}/values/domain?prefix=ex&from=${FROM_MS}&to=${TO_MS}`);
-    expect(found).toEqual([
-      { text: 'example.com', value: 'example.com' },
-      { text: 'example.net', value: 'example.net' },
-      { text: 'example.org', value: 'example.org' },
-    ]);
+    expect(found.length).toBeGreaterThan(0);
+    expect(found).toEqual(values.items.map((i) => ({ text: i.value, value: i.value })));
   });
 
   it('a bare field name has no prefix; variables in the query are interpolated', async () => {
@@ -155,24 +153,17 @@ describe('annotations', () => {
     const res = (await ds.query(queryRequest([query!]))) as DataQueryResponse;
     expect(mockBackend.calls[0].url).toBe(`${API}/annotations?from=${FROM_MS}&to=${TO_MS}&domain=example.com`);
     const events = await lastValueFrom(support.processEvents!({} as never, res.data));
-    expect(events).toEqual([
-      {
-        time: Date.parse('2026-11-29T09:00:00Z'),
-        timeEnd: Date.parse('2026-11-29T11:00:00Z'),
+    expect(events).toEqual(
+      annotations.items.map((i) => ({
+        time: Date.parse(i.time),
+        timeEnd: Date.parse(i.time_end),
         isRegion: true,
-        title: 'Bounce spike: example.net',
-        text: 'bounce rate 35% of 60 final outcomes',
-        tags: ['postfix', 'bounce', 'example.net'],
-      },
-      {
-        time: Date.parse('2026-11-28T08:00:00Z'),
-        timeEnd: undefined,
-        isRegion: false,
-        title: 'Defer spike: example.org',
-        text: 'defer rate 22% of 41 final outcomes',
-        tags: ['postfix', 'defer', 'example.org'],
-      },
-    ]);
+        title: i.title,
+        text: i.text,
+        tags: i.tags,
+      }))
+    );
+    expect(events?.[0]).toMatchObject({ time: Date.parse('2026-11-29T03:00:00Z'), tags: ['postfix', 'bounce', 'example.net'] });
   });
 
   it('the annotation frame uses the field names Grafana maps to events, times in ms', async () => {
@@ -187,7 +178,8 @@ describe('annotations', () => {
       ['text', 'string'],
       ['tags', 'other'],
     ]);
-    expect(frame.fields[0].values).toEqual([1795942800000, 1795852800000]);
+    expect(frame.fields[0].values).toEqual(annotations.items.map((i) => Date.parse(i.time)));
+    expect(frame.fields[1].values).toEqual(annotations.items.map((i) => Date.parse(i.time_end)));
   });
 });
 
@@ -195,9 +187,10 @@ describe('testDatasource', () => {
   it('reports success with the version and store size from /health', async () => {
     const result = await new DataSource(instanceSettings()).testDatasource();
     expect(mockBackend.calls[0].url).toBe(`${API}/health`);
+    const { version, store } = health.items[0];
     expect(result).toEqual({
       status: 'success',
-      message: 'Connected to Postfix Insights 0.4.0; 48213 delivery records, newest 2026-11-29T07:59:58Z',
+      message: `Connected to Postfix Insights ${version}; ${store.records} delivery records, newest ${store.last_time}`,
     });
   });
 
@@ -205,7 +198,7 @@ describe('testDatasource', () => {
     mockBackend = fakeFetch({ [`${API}/health`]: { status: 401, body: error401 } });
     expect(await new DataSource(instanceSettings()).testDatasource()).toEqual({
       status: 'error',
-      message: 'Postfix Insights API error 401: missing or invalid bearer token',
+      message: `Postfix Insights API error 401: ${error401.error.message}`,
     });
   });
 

@@ -1,50 +1,78 @@
 import { FieldType } from '@grafana/data';
 
 import { toFrames } from './frames';
+import { fixtureColumn, frameFixture } from './test/helpers';
 import { ApiEnvelope } from './types';
 import messages from './__fixtures__/messages.frames.json';
 import trace from './__fixtures__/trace.frames.json';
 import volume from './__fixtures__/stats-volume.frames.json';
 import domains from './__fixtures__/stats-domains.frames.json';
 
+// Expectations come from the recorded answers themselves, so re-recording keeps these tests valid.
 const env = (fixture: unknown) => fixture as ApiEnvelope<unknown>;
-const field = (frame: ReturnType<typeof toFrames>[number], name: string) => frame.fields.find((f) => f.name === name)!;
+const field = (frame: ReturnType<typeof toFrames>[number], name: string) => {
+  const found = frame.fields.find((f) => f.name === name);
+  if (!found) {
+    throw new Error(`frame ${frame.name} has no field ${name}`);
+  }
+  return found;
+};
 
-describe('toFrames', () => {
-  it('search: one table frame, refId set, times in ms, units and trace links kept', () => {
+describe('toFrames on recorded answers', () => {
+  it('search: one table frame with every recorded field, values and types, refId set', () => {
     const frames = toFrames(env(messages), 'A');
     expect(frames).toHaveLength(1);
     const [frame] = frames;
+    const recorded = frameFixture(messages).items[0];
     expect(frame.refId).toBe('A');
     expect(frame.name).toBe('messages');
-    expect(frame.length).toBe(3);
     expect(frame.meta?.preferredVisualisationType).toBe('table');
-    expect(field(frame, 'time').type).toBe(FieldType.time);
-    expect(field(frame, 'time').values[0]).toBe(1795939200000);
-    expect(field(frame, 'status').values).toEqual(['sent', 'deferred', 'bounced']);
+    expect(frame.fields.map((f) => [f.name, f.type])).toEqual(recorded.schema.fields.map((f) => [f.name, f.type]));
+    expect(frame.length).toBe(recorded.data.values[0].length);
+    for (const name of ['queue_id', 'recipient', 'status', 'delay_seconds']) {
+      expect(field(frame, name).values).toEqual(fixtureColumn(messages, 0, name));
+    }
+  });
+
+  it('search: times are epoch ms, delays in seconds, queue IDs link to the trace dashboard', () => {
+    const [frame] = toFrames(env(messages), 'A');
+    const time = field(frame, 'time');
+    expect(time.type).toBe(FieldType.time);
+    expect(time.values.every((v) => typeof v === 'number' && v > 1.6e12)).toBe(true);
     expect(field(frame, 'delay_seconds').config.unit).toBe('s');
-    expect(field(frame, 'queue_id').config.links?.[0].url).toBe(
-      '/d/postfix-trace/message-trace?var-queue_id=${__value.raw}&var-host=${__data.fields.host}&${__url_time_range}'
-    );
+    const link = field(frame, 'queue_id').config.links?.[0];
+    expect(link?.url).toMatch(/^\/d\/postfix-trace\/[^?]+\?var-queue_id=\$\{__value\.raw\}&.*\$\{__url_time_range\}/);
   });
 
   it('a truncated answer carries a warning notice and the next cursor in meta', () => {
+    expect(messages.truncated).toBe(true); // recorded with limit=3 on purpose
     const [frame] = toFrames(env(messages), 'A');
     expect(frame.meta?.notices).toEqual([expect.objectContaining({ severity: 'warning', text: expect.stringMatching(/More rows/) })]);
-    expect(frame.meta?.custom).toEqual({ truncated: true, nextCursor: 'eyJ0aW1lIjoxNzk1OTM5MDgwMDAwLCJpZCI6MTAyfQ' });
+    expect(frame.meta?.custom).toEqual({ truncated: true, nextCursor: messages.next_cursor });
   });
 
-  it('trace: five frames, all with the refId, no notice when not truncated', () => {
+  it('leaves the answer untouched: converting it twice still gives one notice', () => {
+    toFrames(env(messages), 'A');
+    const [frame] = toFrames(env(messages), 'A');
+    expect(frame.meta?.notices).toHaveLength(1);
+    expect(JSON.stringify(messages)).not.toMatch(/notices/);
+  });
+
+  it('trace: message, recipients, attempts, links, lines; all with the refId, no notice', () => {
     const frames = toFrames(env(trace), 'T');
     expect(frames.map((f) => f.name)).toEqual(['message', 'recipients', 'attempts', 'links', 'lines']);
     expect(frames.every((f) => f.refId === 'T')).toBe(true);
-    expect(frames[0].meta?.notices).toBeUndefined();
-    expect(frames[3].length).toBe(0);
-    expect(field(frames[1], 'recipient').values).toEqual(['alice@example.com', 'bob@example.com']);
+    expect(frames.every((f) => f.meta?.notices === undefined)).toBe(true);
+    expect(frames[4].meta?.preferredVisualisationType).toBe('logs');
+    expect(field(frames[0], 'field').values).toEqual(fixtureColumn(trace, 0, 'field'));
+    expect(field(frames[1], 'recipient').values).toEqual(fixtureColumn(trace, 1, 'recipient'));
+    expect(field(frames[2], 'time').type).toBe(FieldType.time);
+    frames.forEach((f, i) => expect(f.length).toBe(frameFixture(trace).items[i].data.values[0]?.length ?? 0));
   });
 
-  it('stats volume: a time series frame', () => {
+  it('stats volume: a time series (time first, then counts)', () => {
     const [frame] = toFrames(env(volume), 'S');
+    expect(frame.meta?.preferredVisualisationType).toBe('graph');
     expect(frame.fields.map((f) => [f.name, f.type])).toEqual([
       ['time', 'time'],
       ['received', 'number'],
@@ -54,21 +82,22 @@ describe('toFrames', () => {
       ['expired', 'number'],
       ['rejected', 'number'],
     ]);
-    expect(field(frame, 'time').values).toEqual([1795938600000, 1795938900000, 1795939200000]);
-    expect(field(frame, 'received').values).toEqual([120, 98, 143]);
+    expect(field(frame, 'time').values).toEqual(fixtureColumn(volume, 0, 'time'));
+    expect(field(frame, 'sent').values).toEqual(fixtureColumn(volume, 0, 'sent'));
   });
 
-  it('stats domains: percentunit rates, truncated without a cursor', () => {
+  it('stats domains: a table with rates in percentunit', () => {
     const [frame] = toFrames(env(domains), 'D');
+    expect(frame.name).toBe('domains');
     expect(field(frame, 'bounce_rate').config.unit).toBe('percentunit');
-    expect(frame.meta?.custom).toEqual({ truncated: true, nextCursor: null });
+    expect(field(frame, 'defer_rate').config.unit).toBe('percentunit');
+    expect(field(frame, 'domain').values).toEqual(fixtureColumn(domains, 0, 'domain'));
   });
 
-  it('leaves the answer untouched: converting it twice still gives one notice', () => {
-    toFrames(env(messages), 'A');
-    const [frame] = toFrames(env(messages), 'A');
+  it('truncated without a cursor (a capped top-N table) still gets the notice', () => {
+    const [frame] = toFrames({ ...env(domains), truncated: true, next_cursor: null }, 'D');
+    expect(frame.meta?.custom).toEqual({ truncated: true, nextCursor: null });
     expect(frame.meta?.notices).toHaveLength(1);
-    expect(JSON.stringify(messages)).not.toMatch(/notices/);
   });
 
   it('no items, no frames', () => {

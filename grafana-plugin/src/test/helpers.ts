@@ -76,9 +76,13 @@ export function instanceSettings(jsonData: PIOptions = { url: 'http://127.0.0.1:
   } as unknown as DataSourceInstanceSettings<PIOptions>;
 }
 
-export function queryRequest(targets: PIQuery[], scopedVars: ScopedVars = {}): DataQueryRequest<PIQuery> {
-  const from = dateTime(FROM_MS);
-  const to = dateTime(TO_MS);
+export function queryRequest(
+  targets: PIQuery[],
+  scopedVars: ScopedVars = {},
+  rangeMs: { from: number; to: number } = { from: FROM_MS, to: TO_MS }
+): DataQueryRequest<PIQuery> {
+  const from = dateTime(rangeMs.from);
+  const to = dateTime(rangeMs.to);
   return {
     requestId: 'Q1',
     interval: '5m',
@@ -90,4 +94,28 @@ export function queryRequest(targets: PIQuery[], scopedVars: ScopedVars = {}): D
     app: 'dashboard',
     startTime: 0,
   } as DataQueryRequest<PIQuery>;
+}
+
+interface FrameFixture {
+  items: Array<{
+    schema: { name: string; fields: Array<{ name: string; type: string; config: Record<string, unknown> }> };
+    data: { values: unknown[][] };
+  }>;
+  truncated: boolean;
+  next_cursor: string | null;
+}
+
+/** A recorded frames answer, typed for tests that read expectations out of it. */
+export function frameFixture(json: unknown): FrameFixture {
+  return json as FrameFixture;
+}
+
+/** One column of a recorded frame, by frame index and field name. */
+export function fixtureColumn(json: unknown, frame: number, field: string): unknown[] {
+  const item = frameFixture(json).items[frame];
+  const i = item.schema.fields.findIndex((f) => f.name === field);
+  if (i < 0) {
+    throw new Error(`fixture frame ${item.schema.name} has no field ${field}`);
+  }
+  return item.data.values[i];
 }
