@@ -64,11 +64,12 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
-              source_name: str, ev1: pa.Table | None = None) -> tuple[int, BatchResult]:
-    """Fold the parser's tables into the store (ev1: the parser's Arrow table, when the caller
-    has it, spares a scan of it). Returns the next free msg_id."""
+              source_name: str, batch: dict[str, pa.Table] | None = None) -> tuple[int, BatchResult]:
+    """Fold the parser's tables into the store (`batch`: the same tables as Arrow, by name,
+    when the caller has them: spares scans and copies). Returns the next free msg_id."""
     expire = float(config.expire_after_seconds)
-    _assign_instances(con, next_msg_id, expire, ev1)
+    qev = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
+    _with_msg_ids(con, batch, qev)
     new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
     _merge_messages(con)
     _write_attempts(con)
@@ -78,13 +79,41 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     result.evicted = _close_and_evict(con, config)
     _count_lines(con, result.evicted)
     result.messages = con.execute("SELECT count(*) FROM msg_batch").fetchall()[0][0]
+    if batch is not None:
+        for family in _CEV:
+            con.unregister(f"cev_{family}")
     return max(next_msg_id, new_max + 1), result
 
 
+# families whose rows the correlator needs with their instance: as cev_<family> (ev_<family> + msg_id)
+_CEV = ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim", "delivery", "reject", "notify")
+
+
+def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | None, qev: pa.Table | None) -> None:
+    """cev_<family>: the family's rows with the msg_id of their line in qev (NULL when not a
+    message line), so that the merges below group by it instead of joining qev on seq."""
+    if batch is None:
+        for family in _CEV:
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE cev_{family} AS
+                            SELECT e.*, q.msg_id FROM ev_{family} e LEFT JOIN qev q USING (seq)""")
+        return
+    ev1 = batch["ev1"]
+    if qev is None:
+        qev = con.sql("SELECT seq, msg_id FROM qev").to_arrow_table()
+    seq0 = ev1.column("seq")[0].as_py() if ev1.num_rows else 0  # ev1's seq counts up from it
+    msg_of_row = np.full(ev1.num_rows, -1, np.int64)
+    msg_of_row[qev.column("seq").to_numpy() - seq0] = qev.column("msg_id").to_numpy()
+    for family in _CEV:
+        table = batch[f"ev_{family}"]
+        ids = msg_of_row[table.column("seq").to_numpy() - seq0]
+        con.register(f"cev_{family}", table.append_column("msg_id", pa.array(ids, mask=ids < 0)))
+
+
 def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
-                      ev1: pa.Table | None = None) -> None:
+                      ev1: pa.Table | None = None) -> pa.Table | None:
     """qev: each message line of the batch with its instance (msg_id), whether it starts one
-    (`starts`, with its `new_id`) and the open instance it found (`open_id`)."""
+    (`starts`, with its `new_id`) and the open instance it found (`open_id`). Returns qev as
+    Arrow when it was computed that way."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE open_msgs AS
         SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
@@ -93,8 +122,9 @@ def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: 
         con.register("pi_qev", qev)
         con.execute("CREATE OR REPLACE TEMP TABLE qev AS SELECT * FROM pi_qev")
         con.unregister("pi_qev")
-        return
+        return qev
     _assign_instances_sql(con, next_msg_id, expire)
+    return None
 
 
 def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
@@ -198,37 +228,37 @@ def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
                    bool_or(kind = 'removed') AS removed
             FROM qev GROUP BY msg_id
         ), cl AS (
-            SELECT q.msg_id, arg_max(c.service, c.seq) AS origin, arg_max(c.client_host, c.seq) AS client_host,
+            SELECT c.msg_id, arg_max(c.service, c.seq) AS origin, arg_max(c.client_host, c.seq) AS client_host,
                    arg_max(c.client_ip, c.seq) AS client_ip, arg_max(c.sasl_method, c.seq) AS sasl_method,
                    arg_max(c.sasl_user, c.seq) AS sasl_user
-            FROM ev_client c JOIN qev q USING (seq) GROUP BY q.msg_id
+            FROM cev_client c WHERE c.msg_id IS NOT NULL GROUP BY c.msg_id
         ), pk AS (
-            SELECT q.msg_id, arg_max(p.sender, p.seq) AS sender FROM ev_pickup p JOIN qev q USING (seq) GROUP BY q.msg_id
+            SELECT p.msg_id, arg_max(p.sender, p.seq) AS sender FROM cev_pickup p WHERE p.msg_id IS NOT NULL GROUP BY p.msg_id
         ), mid AS (
-            SELECT q.msg_id, arg_min(m.message_id, m.seq) AS message_id
-            FROM ev_message_id m JOIN qev q USING (seq) WHERE m.kind = 'message_id' GROUP BY q.msg_id
+            SELECT m.msg_id, arg_min(m.message_id, m.seq) AS message_id
+            FROM cev_message_id m WHERE m.msg_id IS NOT NULL AND m.kind = 'message_id' GROUP BY m.msg_id
         ), hc AS (
-            SELECT q.msg_id,
+            SELECT h.msg_id,
                    arg_min(trim(substr(h.check_text, 9)), h.seq)
                        FILTER (WHERE h.stage = 'header' AND lower(substr(h.check_text, 1, 8)) = 'subject:') AS subject_raw,
                    arg_max(h.action, h.seq) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action,
                    max(h.ts) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action_ts
-            FROM ev_header_action h JOIN qev q USING (seq) GROUP BY q.msg_id
+            FROM cev_header_action h WHERE h.msg_id IS NOT NULL GROUP BY h.msg_id
         ), qd AS (
-            SELECT q.msg_id, arg_min(e.sender, e.seq) AS sender, arg_min(e.size, e.seq) FILTER (WHERE e.kind = 'queued') AS size,
+            SELECT e.msg_id, arg_min(e.sender, e.seq) AS sender, arg_min(e.size, e.seq) FILTER (WHERE e.kind = 'queued') AS size,
                    arg_min(e.nrcpt, e.seq) FILTER (WHERE e.kind = 'queued') AS nrcpt,
                    min(e.ts) FILTER (WHERE e.kind = 'queued') AS queued_ts,
                    max(e.ts) FILTER (WHERE e.kind = 'expired') AS expired_ts
-            FROM ev_queue e JOIN qev q USING (seq) GROUP BY q.msg_id
+            FROM cev_queue e WHERE e.msg_id IS NOT NULL GROUP BY e.msg_id
         ), hold AS (
-            SELECT q.msg_id, max(i.ts) FILTER (WHERE i.kind = 'hold') AS held_ts,
+            SELECT i.msg_id, max(i.ts) FILTER (WHERE i.kind = 'hold') AS held_ts,
                    max(i.ts) FILTER (WHERE i.kind = 'release') AS released_ts
-            FROM ev_info i JOIN qev q USING (seq) WHERE i.kind IN ('hold', 'release') GROUP BY q.msg_id
+            FROM cev_info i WHERE i.msg_id IS NOT NULL AND i.kind IN ('hold', 'release') GROUP BY i.msg_id
         ), dk AS (
-            SELECT q.msg_id, arg_max(d.dkim_domain, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_domain,
+            SELECT d.msg_id, arg_max(d.dkim_domain, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_domain,
                    arg_max(d.dkim_selector, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_selector,
                    arg_max(d.dkim_result, d.seq) FILTER (WHERE d.kind = 'dkim_verify') AS dkim_result
-            FROM ev_dkim d JOIN qev q USING (seq) GROUP BY q.msg_id
+            FROM cev_dkim d WHERE d.msg_id IS NOT NULL GROUP BY d.msg_id
         )
         SELECT base.*, coalesce(cl.origin, CASE WHEN pk.msg_id IS NOT NULL THEN 'pickup' END) AS origin,
                cl.client_host, cl.client_ip, cl.sasl_method, cl.sasl_user, mid.message_id,
@@ -280,14 +310,14 @@ def _write_attempts(con: duckdb.DuckDBPyConnection) -> None:
         UNION ALL SELECT * FROM pid_tls;
 
         CREATE OR REPLACE TEMP TABLE att_batch AS
-        SELECT q.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
+        SELECT d.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
                d.instance, d.relay, d.delay, d.delay_before_queue, d.delay_in_queue, d.delay_connect, d.delay_transmit,
                d.dsn, d.status, d.response, d.code,
                CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_protocol END AS tls_protocol,
                CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_trust END AS tls_trust,
                CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_cipher END AS tls_cipher,
                d.link_kind, d.child_qid, d.host
-        FROM ev_delivery d JOIN qev q USING (seq)
+        FROM (SELECT * FROM cev_delivery WHERE msg_id IS NOT NULL) d
         ASOF LEFT JOIN (SELECT * FROM tls_seen WHERE tls_direction = 'to') t
             ON t.host = d.host AND t.pid = d.pid AND d.seq > t.seq;
 
@@ -342,13 +372,13 @@ def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
 def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:
     con.execute("""
         INSERT INTO rejects BY NAME
-        SELECT r.seq, r.ts, r.host, r.qid AS queue_id, q.msg_id, r.daemon, r.action, r.stage, r.client_host, r.client_ip,
+        SELECT r.seq, r.ts, r.host, r.qid AS queue_id, r.msg_id, r.daemon, r.action, r.stage, r.client_host, r.client_ip,
                r.code, r.dsn, r.response, r.sender, r.rcpt AS recipient, r.proto, r.helo, r.line
-        FROM ev_reject r LEFT JOIN qev q USING (seq);
+        FROM cev_reject r;
         INSERT INTO rejects BY NAME
-        SELECT h.seq, h.ts, h.host, h.qid AS queue_id, q.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
+        SELECT h.seq, h.ts, h.host, h.qid AS queue_id, h.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
                NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
-        FROM ev_header_action h JOIN qev q USING (seq) WHERE h.action = 'reject';
+        FROM cev_header_action h WHERE h.msg_id IS NOT NULL AND h.action = 'reject';
         INSERT INTO lines SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq);
     """)
     con.execute("""
@@ -357,8 +387,8 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
     # Children: the latest instance of the child queue ID on the same host started before the link line.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_batch AS
-        SELECT q.msg_id AS parent_msg_id, n.host, n.child_qid, n.link_kind AS kind, n.ts, n.seq
-        FROM ev_notify n JOIN qev q USING (seq)
+        SELECT n.msg_id AS parent_msg_id, n.host, n.child_qid, n.link_kind AS kind, n.ts, n.seq
+        FROM cev_notify n WHERE n.msg_id IS NOT NULL
         UNION ALL
         SELECT msg_id, host, child_qid, 'content filter', ts, seq FROM att_batch WHERE child_qid IS NOT NULL;
 

@@ -19,6 +19,7 @@ from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
 from exporter.sources.lines import Lines, split_lines
+from exporter.store import records
 from exporter.store.db import SourceState, Store
 
 T = TypeVar("T")
@@ -144,9 +145,10 @@ class Pipeline:
         if not n:
             return 0
         first_seq = store.counter("next_seq")
-        backwards, ev1 = parser.load(con, parsed, first_seq)
+        backwards, tables = parser.load(con, parsed, first_seq)
         next_msg_id, result = correlator.correlate(
-            con, self.correlator_config, store.counter("next_msg_id") or 1, source, ev1)
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables)
+        records.refresh(con, first_seq)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
         day = datetime.now(timezone.utc).date()

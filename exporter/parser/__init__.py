@@ -47,19 +47,19 @@ def prepare(lines: Lines, clock: Clock, config: ParserConfig, con: duckdb.DuckDB
     return Parsed(ev1, families, lines.text, _backwards(ts), lines.invalid_utf8, (clock.year, clock.month))
 
 
-def load(con: duckdb.DuckDBPyConnection, parsed: Parsed, first_seq: int) -> tuple[int, pa.Table]:
+def load(con: duckdb.DuckDBPyConnection, parsed: Parsed, first_seq: int) -> tuple[int, dict[str, pa.Table]]:
     """Register a parsed batch as ev1, ev_<family> and batch_in, numbered from first_seq.
     Arrow tables scanned in place: copying them into temp tables costs more than the scans.
-    Returns the lines that went back in time and ev1 (for the correlator's numpy pass)."""
+    Returns the lines that went back in time and the registered tables by name."""
     def numbered(table: pa.Table) -> pa.Table:
         at = table.schema.get_field_index("seq")
         return table.set_column(at, "seq", pc.add(table.column(at), pa.scalar(first_seq, pa.int64())))
-    ev1 = numbered(parsed.ev1)
-    con.register("batch_in", pa.table({"seq": ev1.column("seq"), "line": parsed.text}))
-    con.register("ev1", ev1)
-    for family, table in parsed.families.items():
-        con.register(f"ev_{family}", numbered(table))
-    return parsed.backwards, ev1
+    tables = {"ev1": numbered(parsed.ev1)}
+    tables.update((f"ev_{family}", numbered(table)) for family, table in parsed.families.items())
+    tables["batch_in"] = pa.table({"seq": tables["ev1"].column("seq"), "line": parsed.text})
+    for name, table in tables.items():
+        con.register(name, table)
+    return parsed.backwards, tables
 
 
 def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: Clock,
