@@ -87,7 +87,7 @@ export function toApiError(err: unknown): ApiError {
   }
   // Grafana's data proxy answers {"message": "..."} when it cannot reach the upstream
   if (typeof data.message === 'string' && data.message) {
-    return new ApiError(`Postfix Insights API error ${status ?? ''}: ${data.message}`.replace(' :', ':'), status);
+    return new ApiError(`Postfix Insights API error${status ? ` ${status}` : ''}: ${data.message}`, status);
   }
   if (status) {
     return new ApiError(`Postfix Insights API error ${status}${e.statusText ? ` ${e.statusText}` : ''}`, status);
