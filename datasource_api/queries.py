@@ -68,9 +68,9 @@ class SearchFilter(BaseModel):
         if self.sender is not None:
             add("lower(sender) = lower(?)", self.sender.strip("<>"))
         if self.domain:
-            add("lower(recipient) LIKE ? ESCAPE '\\'", "%@" + like_escape(self.domain.lower().lstrip("@")))
+            add("rcpt_domain = ?", self.domain.lower().lstrip("@"))
         if self.sender_domain:
-            add("lower(sender) LIKE ? ESCAPE '\\'", "%@" + like_escape(self.sender_domain.lower().lstrip("@")))
+            add("sender_domain = ?", self.sender_domain.lower().lstrip("@"))
         if self.subject:
             add("subject ILIKE ? ESCAPE '\\'", "%" + like_escape(self.subject) + "%")
         if self.queue_id:
@@ -253,8 +253,8 @@ def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
 
 
 _VALUE_SQL = {  # field -> (expression, source)
-    "domain": ("lower(split_part(recipient, '@', 2))", "recipient LIKE '%@%'"),
-    "sender_domain": ("lower(split_part(sender, '@', 2))", "sender LIKE '%@%'"),
+    "domain": ("rcpt_domain", "rcpt_domain IS NOT NULL"),
+    "sender_domain": ("sender_domain", "sender_domain IS NOT NULL"),
     "host": ("host", "host IS NOT NULL"),
     "status": ("status", "status IS NOT NULL"),
     "dsn": ("dsn", "dsn IS NOT NULL"),
@@ -290,10 +290,10 @@ def stats(con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: 
     final = sum(by_status.get(s, 0) for s in ("sent", "bounced", "deferred", "expired"))
     rates = {f"{s}_rate": (by_status.get(s, 0) / final if final else None) for s in ("sent", "bounced", "deferred", "expired")}
     domains = [dict(zip(["domain", "records", "sent", "deferred", "bounced", "rejected"], r)) for r in con.execute(
-        f"""SELECT lower(split_part(recipient, '@', 2)) AS domain, count(*),
+        f"""SELECT rcpt_domain AS domain, count(*),
                    count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'deferred'),
                    count(*) FILTER (WHERE status IN ('bounced', 'expired')), count(*) FILTER (WHERE status = 'rejected')
-            FROM delivery_records WHERE recipient LIKE '%@%' AND {rng} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""",
+            FROM delivery_records WHERE rcpt_domain IS NOT NULL AND {rng} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""",
         [*params, top]).fetchall()]
     dsn = [dict(zip(["dsn", "status", "records"], r)) for r in con.execute(
         f"""SELECT dsn, status, count(*) FROM delivery_records WHERE dsn IS NOT NULL AND {rng}

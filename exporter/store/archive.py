@@ -5,12 +5,13 @@ from pathlib import Path
 
 import duckdb
 
+from exporter.store import records
 from exporter.store.db import Store
 
 # table -> the column that says which day a row belongs to
 _DAY_OF = {
     "messages": "first_ts", "attempts": "ts", "recipients": "ts", "rejects": "ts", "links": "ts",
-    "lines": "ts", "unparsed": "ts",
+    "lines": "ts", "unparsed": "ts", "delivery_records": "time",
 }
 
 
@@ -34,6 +35,7 @@ def prune(store: Store, older_than_days: float) -> int:
                        WHERE NOT open AND last_ts < now()::TIMESTAMP - to_days(?::INTEGER)""",
                     [int(older_than_days)])
         n = con.execute("SELECT count(*) FROM old_msgs").fetchall()[0][0]
+        records.prune(con, int(older_than_days))
         for table in ("attempts", "recipients", "lines"):
             con.execute(f"DELETE FROM {table} WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
         con.execute("DELETE FROM links WHERE parent_msg_id IN (SELECT msg_id FROM old_msgs)")

@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 
 from exporter.config import StoreConfig
-from exporter.store.schema import SCHEMA_VERSION, TABLES, VIEWS
+from exporter.store import records
+from exporter.store.schema import RECORDS_TABLE, SCHEMA_VERSION, TABLES
 
 
 class StoreError(Exception):
@@ -48,7 +49,12 @@ class Store:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect(path, read_only=read_only, threads=config.threads, memory_limit=config.memory_limit)
-        if not read_only:
+        if read_only:
+            version = self.meta("schema_version")
+            if version is not None and int(version) < SCHEMA_VERSION:
+                raise StoreError(f"{path}: store format {version} predates this program; open it once with "
+                                 "`postfix-insights ingest` or `serve` (not read-only) to upgrade it")
+        else:
             # Checkpoint (fold the WAL into the file) every few batches, not after each: its cost
             # grows with the store, and the WAL already makes each committed batch durable.
             self.con.execute(f"SET checkpoint_threshold = '{config.checkpoint_mb}MB'")
@@ -60,11 +66,17 @@ class Store:
     def _migrate(self) -> None:
         self.con.execute(TABLES)
         version = self.meta("schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
+        if version is not None and int(version) < 2:
+            with self.transaction():
+                self.con.execute("DROP VIEW IF EXISTS delivery_records")
+                self.con.execute(RECORDS_TABLE)
+                records.rebuild(self.con)
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self.con.execute(RECORDS_TABLE)
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
-            raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
-        self.con.execute(VIEWS)
 
     # -- small key/value state -------------------------------------------------------------
     def meta(self, key: str) -> str | None:

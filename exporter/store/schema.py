@@ -5,7 +5,7 @@ events where timestamps tie and names a line for the trace.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: delivery_records became a table (was a view)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -57,20 +57,35 @@ CREATE TABLE IF NOT EXISTS pid_tls (
 
 # One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
 # plus msg_id, a few columns the read side filters on, and `rk`, a key unique per row that
-# orders rows with equal times (cursor paging).
-VIEWS = """
-CREATE OR REPLACE VIEW delivery_records AS
+# orders rows with equal times (cursor paging). A table, not a view: the read side searches
+# and aggregates it without joins (exporter/store/records.py keeps it in step, batch by batch,
+# in the batch's own transaction).
+RECORD_COLUMNS = """
+    time TIMESTAMP, host VARCHAR, queue_id VARCHAR, message_id VARCHAR, sender VARCHAR, recipient VARCHAR,
+    orig_recipient VARCHAR, subject VARCHAR, status VARCHAR, dsn VARCHAR, relay VARCHAR, delay_seconds DOUBLE,
+    attempts INTEGER, response VARCHAR, client_ip VARCHAR, tls VARCHAR,
+    msg_id BIGINT, transport VARCHAR, client_host VARCHAR, sasl_user VARCHAR, size BIGINT, rk VARCHAR,
+    rcpt_domain VARCHAR, sender_domain VARCHAR"""
+
+RECORDS_TABLE = f"CREATE TABLE IF NOT EXISTS delivery_records ({RECORD_COLUMNS});"
+
+
+def records_select(msgs: str, rejects: str) -> str:
+    """The delivery records of the message instances `msgs` (a SQL set of msg_ids) and of the
+    NOQUEUE rejects matching the condition `rejects` on table alias j."""
+    return f"""
 SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
        r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
        r.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
        'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') AS rk
 FROM recipients r JOIN messages m ON m.msg_id = r.msg_id
+WHERE r.msg_id IN {msgs}
 UNION ALL
 SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
        'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
        j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
 FROM rejects j LEFT JOIN messages m ON m.msg_id = j.msg_id
-WHERE j.action IN ('reject', 'milter-reject')
+WHERE j.action IN ('reject', 'milter-reject') AND (j.msg_id IN {msgs} OR (j.msg_id IS NULL AND {rejects}))
 UNION ALL
 SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
        CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
@@ -78,7 +93,7 @@ SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts), m.host, m.queue_id, m.mess
        NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
        m.msg_id, NULL, m.client_host, m.sasl_user, m.size, 'm' || m.msg_id
 FROM messages m
-WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
+WHERE m.msg_id IN {msgs} AND (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
   AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.msg_id)
-  AND NOT EXISTS (SELECT 1 FROM rejects j WHERE j.msg_id = m.msg_id AND j.action IN ('reject', 'milter-reject'));
+  AND NOT EXISTS (SELECT 1 FROM rejects j WHERE j.msg_id = m.msg_id AND j.action IN ('reject', 'milter-reject'))
 """

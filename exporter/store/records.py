@@ -1,0 +1,45 @@
+"""The delivery_records table: the read side's one flat row per recipient delivery.
+
+The correlator keeps messages, recipients and rejects normalised; searching and aggregating
+millions of records through their joins is too slow for a dashboard. So each batch, inside
+its own transaction, replaces the records of every message instance it touched (and adds its
+new NOQUEUE rejects): the table never shows half a batch and never drifts from the facts.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from exporter.store.schema import records_select
+
+_DOMAINS = """
+    CASE WHEN instr(recipient, '@') > 0 THEN lower(split_part(recipient, '@', -1)) END AS rcpt_domain,
+    CASE WHEN instr(sender, '@') > 0 THEN lower(split_part(sender, '@', -1)) END AS sender_domain"""
+
+
+def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str) -> None:
+    con.execute(f"INSERT INTO delivery_records SELECT *, {_DOMAINS} FROM ({records_select(msgs, rejects)}) "
+                "ORDER BY time")
+
+
+def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
+    """After the correlator, in the batch's transaction: the records of the instances this
+    batch touched (lines from `first_seq` on), rebuilt from the merged facts."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE rec_touched AS
+        SELECT msg_id FROM msg_batch
+        UNION SELECT msg_id FROM rejects WHERE seq >= ? AND msg_id IS NOT NULL""", [first_seq])
+    con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM rec_touched)")
+    _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(first_seq)}")
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """Every record from the facts (a store written before the table existed)."""
+    con.execute("DELETE FROM delivery_records")
+    _insert(con, "(SELECT msg_id FROM messages)", "TRUE")
+
+
+def prune(con: duckdb.DuckDBPyConnection, cutoff_days: int) -> None:
+    """Records of the pruned instances (temp table old_msgs) and of rejects older than the cut-off."""
+    con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
+    con.execute("""DELETE FROM delivery_records WHERE starts_with(rk, 'j')
+                   AND time < now()::TIMESTAMP - to_days(?::INTEGER)""", [cutoff_days])
