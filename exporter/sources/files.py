@@ -112,8 +112,11 @@ def chunks(log: LogInput, start_offset: int, batch_bytes: int, final: bool = Tru
             yield buffered[:cut], offset + cut
             offset += cut
             buffered = buffered[cut:]
-    if buffered and final:
-        yield buffered, offset + len(buffered)
+    # what is left: lines still in the head (a small file is all head), and an unfinished
+    # last line, which only a finished file hands on
+    cut = len(buffered) if final else buffered.rfind(b"\n") + 1
+    if cut:
+        yield buffered[:cut], offset + cut
 
 
 def _skip(stream: BinaryIO, n: int) -> None:

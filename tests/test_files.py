@@ -1,0 +1,36 @@
+"""Reading log files in batches (exporter/sources/files.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter.sources.files import chunks, open_log
+
+LINE = b"Nov  1 00:00:00 mx1 postfix/qmgr[1]: 4F1A2B3C4D: removed\n"
+
+
+def _read(path: Path, start: int, final: bool) -> list[tuple[bytes, int]]:
+    log = open_log(str(path))
+    try:
+        return list(chunks(log, start, 1 << 16, final))
+    finally:
+        log.close()
+
+
+def test_a_small_followed_file_is_read_although_it_all_fits_in_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(LINE * 3 + b"Nov  1 00:00:01 mx1 postfix/qmgr[1]: half a li")
+    # followed: the whole lines now, the unfinished one later
+    assert _read(path, 0, final=False) == [(LINE * 3, len(LINE) * 3)]
+    assert _read(path, len(LINE) * 3, final=False) == []
+    # finished: everything
+    whole = path.read_bytes()
+    assert b"".join(c for c, _ in _read(path, 0, final=True)) == whole
+
+
+def test_resuming_inside_and_after_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(LINE * 100)  # larger than the head
+    got = _read(path, len(LINE) * 10, final=False)
+    assert b"".join(c for c, _ in got) == LINE * 90 and got[-1][1] == len(LINE) * 100
+    got = _read(path, len(LINE) * 60, final=False)
+    assert b"".join(c for c, _ in got) == LINE * 40
