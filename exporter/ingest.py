@@ -167,11 +167,14 @@ class Pipeline:
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """Iterate `items` one step ahead in a thread: the next batch is read and split while
-    this one is parsed and stored (DuckDB, numpy and file reads release the GIL). Errors
-    surface in order, after the batches before them; stopping early stops the thread (one
-    blocked reading a pipe is left behind, as a daemon, rather than waited for)."""
+    """Iterate `items` one step ahead in a thread: the next batch is read, split and parsed
+    while this one is correlated and stored (DuckDB, numpy, the native parser and file reads
+    release the GIL). Only one batch is made ahead: the next is started when the consumer
+    takes the one waiting, so at most two parsed batches are in memory. Errors surface in
+    order, after the batches before them; stopping early stops the thread (one blocked
+    reading a pipe is left behind, as a daemon, rather than waited for)."""
     slot: queue.Queue = queue.Queue(maxsize=1)
+    taken = threading.Semaphore(1)  # released each time the consumer takes an item
     stop = threading.Event()
     done = object()
 
@@ -186,7 +189,13 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 
     def produce() -> None:
         try:
-            for item in items:
+            while True:
+                while not taken.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                item = next(items, done)
+                if item is done:
+                    break
                 if not offer((item, None)):
                     return
             offer((done, None))
@@ -198,6 +207,7 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
     try:
         while True:
             item, exc = slot.get()
+            taken.release()
             if item is done:
                 if exc is not None:
                     raise exc
