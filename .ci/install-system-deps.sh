@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: postfix (end-to-end test), prometheus + promtool (scrape and
 # rule tests), util-linux's logger (syslog intake), journalctl and systemd-journal-remote (to
-# write a journal file the journald source then follows). Idempotent; needs root and apt-get.
+# write a journal file the journald source then follows), chromium + chromedriver (browser tests
+# of the web pages), node + npm when missing. Idempotent; needs root and apt-get.
 set -euo pipefail
 cd "$(dirname "$0")"
 missing=()
@@ -9,6 +10,8 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v journalctl >/dev/null 2>&1 || missing+=(systemd)
 [ -x /lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
+command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # keep the packages' own services from starting: the tests start what they need on loopback

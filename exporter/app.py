@@ -156,7 +156,7 @@ def build_app(config: ServeConfig) -> web.Application:
             return reader.cursor()
 
     routes.register(app, cursor, config.api)
-    pages.register(app)
+    pages.register(app, tokens=config.api.tokens)
     info_file = Path(str(config.store.path) + ".serve.json")
 
     async def start(app: web.Application) -> None:
