@@ -38,6 +38,36 @@ if (!deps) {
 if (/react\.production\.min|__SECRET_INTERNALS/.test(bundle)) {
   problems.push('dist/module.js bundles its own React');
 }
+if (deps) {
+  const exported = loadAmd(bundle);
+  if (!exported || typeof exported.plugin !== 'object') {
+    problems.push('dist/module.js does not export `plugin` when loaded as an AMD module');
+  }
+}
+
+/**
+ * Loads the bundle as Grafana's SystemJS would, with stand-ins for the host's modules (any
+ * export is a chainable class), and returns what the module exports.
+ */
+function loadAmd(code) {
+  class Stub {
+    constructor() {
+      return new Proxy(this, { get: (t, key, self) => (key in t ? t[key] : () => self) });
+    }
+  }
+  const stubModule = () => new Proxy({ __esModule: true }, { get: (t, key) => (key in t ? t[key] : Stub) });
+  let exported;
+  const define = (names, factory) => {
+    exported = factory(...names.map(stubModule));
+  };
+  define.amd = true;
+  try {
+    require('vm').runInNewContext(code, { define, self: {}, window: {}, console });
+  } catch (err) {
+    problems.push(`dist/module.js failed to load: ${err.message}`);
+  }
+  return exported;
+}
 
 const provisioning = fs.readFileSync(path.join(root, 'provisioning/datasources/postfix-insights.yaml'), 'utf8');
 if (!/type:\s*postfixinsights-messages-datasource/.test(provisioning)) {
