@@ -280,11 +280,16 @@ def values(con: duckdb.DuckDBPyConnection, field: str, prefix: str | None, since
 
 
 def stats(con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: datetime | None = None,
-          top: int = 10) -> dict[str, Any]:
-    rng, params = _range("time", since, until)
+          top: int = 10, host: str | None = None, domain: str | None = None) -> dict[str, Any]:
+    """The summary: records by status and rates, received messages, top domains, DSNs, line
+    counts. `host` and `domain` narrow the records (and `host` the received messages)."""
+    rng, params = SearchFilter(since=since, until=until, host=host, domain=domain).where()
     by_status = dict(con.execute(
         f"SELECT status, count(*) FROM delivery_records WHERE {rng} GROUP BY 1 ORDER BY 2 DESC", params).fetchall())
     mrng, mparams = _range("coalesce(queued_ts, first_ts)", since, until)
+    if host:
+        mrng += " AND host = ?"
+        mparams.append(host)
     received = con.execute(
         f"SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE queued_ts IS NOT NULL AND {mrng}", mparams).fetchall()[0]
     final = sum(by_status.get(s, 0) for s in ("sent", "bounced", "deferred", "expired"))

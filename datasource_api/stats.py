@@ -244,7 +244,7 @@ def top_recipients(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[s
 
 
 def summary(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
-    return [summary_stats(con, q.since, q.until, top=q.limit)]
+    return [summary_stats(con, q.since, q.until, top=q.limit, host=q.host, domain=q.domain)]
 
 
 STATS: dict[str, Callable[[duckdb.DuckDBPyConnection, StatsQuery], list[dict[str, Any]]]] = {

@@ -241,6 +241,9 @@ async def test_statistics_agree_with_the_search_they_link_to(client) -> None:  #
     found = await all_pages(client, [("domain", top["domain"]), ("status", "bounced,expired"), ("limit", "5000"),
                                      *RANGE.items()])
     assert top["bounced"] == len(found)
+    summary = (await get(client, "/api/v1/stats/summary", {**RANGE, "domain": top["domain"]}))["items"][0]
+    assert summary["records"] == top["records"] == len(
+        await all_pages(client, [("domain", top["domain"]), ("limit", "5000"), *RANGE.items()]))
     dsn = (await get(client, "/api/v1/stats/dsn", {**RANGE, "limit": "1"}))["items"][0]
     found = await all_pages(client, [("domain", dsn["domain"]), ("dsn", dsn["dsn"]), ("status", dsn["status"]),
                                      *RANGE.items()])
