@@ -20,7 +20,7 @@ $(UPLOT): webui/package.json webui/package-lock.json webui/vendor.mjs
 
 setup: $(VENV)/.installed $(UPLOT)
 
-## make run [LOG="/var/log/mail.log*"]: ingest LOG (default: a generated demo log) and show what it found
+## make run [LOG="/var/log/mail.log*"]: ingest LOG (default: a generated demo log), show what it found, serve it on :8080
 run: setup
 	$(PI) demo $(LOG)
 
