@@ -195,12 +195,12 @@ async def handle_stats(request: web.Request) -> web.Response:
         meta["note"] = "rates are shares of final outcomes (sent, deferred, bounced, expired)"
     if name in ("volume", "dkim"):
         meta["note"] = "received counts queued messages; the domain filter does not apply to it"
+    truncated = name not in stats.SERIES and name not in ("summary", "heatmap") and len(rows) >= p.limit
     if p.format == "frames":
         if name == "summary":
             rows = [{k: v for k, v in rows[0].items() if not isinstance(v, (list, dict))}]
         vis = "graph" if name in stats.SERIES else "table"
-        return ok([frames.frame(name, rows, visualisation=vis)], meta=meta)
-    truncated = name not in stats.SERIES and name not in ("summary", "heatmap") and len(rows) >= p.limit
+        return ok([frames.frame(name, rows, visualisation=vis)], truncated=truncated, meta=meta)
     return ok(rows, truncated=truncated, meta=meta)
 
 
