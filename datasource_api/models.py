@@ -47,6 +47,13 @@ def parse_time(value: str | int | float | datetime, now: datetime | None = None)
     return ts.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def check_dsn(value: str | None) -> str | None:
+    """A DSN filter: a whole enhanced status code or a prefix of one."""
+    if value is not None and not _DSN.match(value):
+        raise ValueError("dsn must look like 5, 5.1 or 5.1.1")
+    return value
+
+
 def parse_interval(value: str) -> timedelta:
     """'30s', '5m', '1h', '1d' (Grafana's $__interval values) -> timedelta."""
     m = _RELATIVE.match(value.strip())
@@ -95,12 +102,7 @@ class SearchParams(RangeParams):
     limit: int | None = Field(None, ge=1, description="rows per page; capped by the max_limit setting")
     cursor: str | None = Field(None, max_length=2000, description="next_cursor of the previous page")
 
-    @field_validator("dsn")
-    @classmethod
-    def _dsn_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _DSN.match(v):
-            raise ValueError("dsn must look like 5, 5.1 or 5.1.1")
-        return v
+    _dsn = field_validator("dsn")(classmethod(lambda cls, v: check_dsn(v)))
 
 
 class TraceParams(Params):

@@ -8,8 +8,23 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from datasource_api.models import (
-    STAT_NAMES, VALUE_FIELDS, Annotation, AnnotationsParams, DataFrame, DeliveryRecord, ErrorBody, Health, Page,
-    Params, SearchParams, StatRow, StatsParams, Trace, TraceParams, ValueItem, ValuesParams,
+    STAT_NAMES,
+    VALUE_FIELDS,
+    Annotation,
+    AnnotationsParams,
+    DataFrame,
+    DeliveryRecord,
+    ErrorBody,
+    Health,
+    Page,
+    Params,
+    SearchParams,
+    StatRow,
+    StatsParams,
+    Trace,
+    TraceParams,
+    ValueItem,
+    ValuesParams,
 )
 
 REF = "#/components/schemas/{model}"

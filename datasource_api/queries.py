@@ -1,7 +1,6 @@
 """Read-side queries over the store: search, trace, stats. Every user value is a bound parameter."""
 from __future__ import annotations
 
-import re
 import base64
 import binascii
 import json
@@ -11,13 +10,10 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from datasource_api.models import parse_time
+from datasource_api.models import check_dsn, parse_time
 from exporter.records import DELIVERY_RECORD_KEYS, iso_utc
 
 __all__ = ["SearchFilter", "parse_time", "search", "stats", "trace", "values"]
-
-_DSN = re.compile(r"^[245](\.\d{1,3}){0,2}\.?$")
-
 
 def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -43,12 +39,7 @@ class SearchFilter(BaseModel):
     min_delay: float | None = None
     limit: int = Field(100, ge=1, le=100_000)
 
-    @field_validator("dsn")
-    @classmethod
-    def _dsn_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _DSN.match(v):
-            raise ValueError("dsn must look like 5, 5.1 or 5.1.1")
-        return v
+    _dsn = field_validator("dsn")(classmethod(lambda cls, v: check_dsn(v)))
 
     @field_validator("since", "until", mode="before")
     @classmethod

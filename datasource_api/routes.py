@@ -23,8 +23,16 @@ from pydantic import BaseModel, ValidationError
 
 from datasource_api import frames, openapi, stats
 from datasource_api.models import (
-    STAT_NAMES, VALUE_FIELDS, AnnotationsParams, Params, SearchParams, StatsParams, TraceParams, ValuesParams,
-    parse_interval, parse_time,
+    STAT_NAMES,
+    VALUE_FIELDS,
+    AnnotationsParams,
+    Params,
+    SearchParams,
+    StatsParams,
+    TraceParams,
+    ValuesParams,
+    parse_interval,
+    parse_time,
 )
 from datasource_api.queries import SearchFilter, decode_cursor, search, trace, values
 from exporter.records import iso_utc

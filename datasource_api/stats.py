@@ -12,7 +12,8 @@ from typing import Any
 
 import duckdb
 
-from datasource_api.queries import SearchFilter, _range, stats as summary_stats
+from datasource_api.queries import SearchFilter, _range
+from datasource_api.queries import stats as summary_stats
 from exporter.metrics import reason_sql
 from exporter.records import iso_utc
 
