@@ -36,14 +36,16 @@ class Parsed:
     clock: tuple[int | None, int | None]  # the source clock's (year, month) after this batch
 
 
-def prepare(lines: Lines, clock: Clock, config: ParserConfig, con: duckdb.DuckDBPyConnection) -> Parsed:
+def prepare(lines: Lines, clock: Clock, config: ParserConfig, con: duckdb.DuckDBPyConnection,
+            with_body: bool = False) -> Parsed:
     """Parse a batch without touching the store, so that it can run in the read-ahead thread
-    while the previous batch is correlated (`con`, a cursor of its own, only converts zones)."""
+    while the previous batch is correlated (`con`, a cursor of its own, only converts zones).
+    ev1.body is left out unless asked for (see native.parse_tables)."""
     if not len(lines):
         return Parsed(pa.table({}), {}, lines.text, 0, 0, (clock.year, clock.month))
     zone = local_zone_name() if config.timezone == "localtime" else config.timezone
     ev1, families, ts = native.parse_tables(con, lines.text, lines.problem, 0,
-                                            native.years(lines.text, clock, config.year), zone)
+                                            native.years(lines.text, clock, config.year), zone, with_body)
     return Parsed(ev1, families, lines.text, _backwards(ts), lines.invalid_utf8, (clock.year, clock.month))
 
 
@@ -64,10 +66,11 @@ def load(con: duckdb.DuckDBPyConnection, parsed: Parsed, first_seq: int) -> tupl
 
 def parse(con: duckdb.DuckDBPyConnection, lines: Lines, first_seq: int, clock: Clock,
           config: ParserConfig, source: str) -> int:
-    """Parse one batch of one source into ev1 and ev_<family> (see body.py).
+    """Parse one batch of one source into ev1 and ev_<family> (see body.py), ev1 with the
+    body column the SQL parser has (for comparing the two).
 
     Returns how many lines went back in time (counted, still parsed)."""
-    return load(con, prepare(lines, clock, config, con), first_seq)[0]
+    return load(con, prepare(lines, clock, config, con, with_body=True), first_seq)[0]
 
 
 def _backwards(ts: np.ndarray) -> int:

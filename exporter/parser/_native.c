@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <malloc.h>
 
 /* ---- slices ------------------------------------------------------------------------- */
 
@@ -863,21 +864,36 @@ static PyObject *bitmap(const Col *c) {
     return b;
 }
 
-static PyObject *export_col(const Col *c) {
+static void free_capsule(PyObject *cap) { free(PyCapsule_GetPointer(cap, "pi_buffer")); }
+
+/* (address, size, owner): a malloc'd buffer handed to Python without a copy; freed with its owner */
+static PyObject *hand_over(void *p, Py_ssize_t size) {
+    if (!p) { p = malloc(8); if (!p) return PyErr_NoMemory(); size = 0; }
+    PyObject *cap = PyCapsule_New(p, "pi_buffer", free_capsule);
+    if (!cap) { free(p); return NULL; }
+    return Py_BuildValue("(KnN)", (unsigned long long)(uintptr_t)p, size, cap);
+}
+
+static PyObject *export_col(Col *c) {
     PyObject *valid = bitmap(c);
     if (!valid) return NULL;
-    PyObject *r;
+    PyObject *b1, *b2 = NULL;
     if (c->type == T_STR) {
-        int64_t zero = 0;
-        const char *offs = c->n ? (const char *)c->off : (const char *)&zero;
-        r = Py_BuildValue("(sCnNy#y#)", c->name, c->type, c->nulls, valid, offs, (Py_ssize_t)((c->n + 1) * 8),
-                          c->data ? c->data : "", c->dlen);
+        if (!c->off) { c->off = calloc(1, sizeof(int64_t)); if (!c->off) { Py_DECREF(valid); return PyErr_NoMemory(); } }
+        b1 = hand_over(c->off, (c->n + 1) * 8);
+        c->off = NULL;
+        b2 = b1 ? hand_over(c->data, c->dlen) : NULL;
+        c->data = NULL;
+        if (!b2) { Py_XDECREF(b1); Py_DECREF(valid); return NULL; }
     } else {
         size_t el = c->type == T_U8 ? 1 : c->type == T_I32 ? 4 : 8;
-        r = Py_BuildValue("(sCnNy#y)", c->name, c->type, c->nulls, valid, c->num ? c->num : "",
-                          (Py_ssize_t)(c->n * (Py_ssize_t)el), NULL);
+        b1 = hand_over(c->num, c->n * (Py_ssize_t)el);
+        c->num = NULL;
+        if (!b1) { Py_DECREF(valid); return NULL; }
+        Py_INCREF(Py_None);
+        b2 = Py_None;
     }
-    return r;
+    return Py_BuildValue("(sCnNNN)", c->name, c->type, c->nulls, valid, b1, b2);
 }
 
 static PyObject *export_tables(Table *t) {
@@ -898,9 +914,9 @@ static PyObject *export_tables(Table *t) {
     return d;
 }
 
-static int get_buffers(PyObject *args, Py_buffer *data, Py_buffer *offs, Py_buffer *problem, Py_buffer *years, int full) {
-    if (full) {
-        if (!PyArg_ParseTuple(args, "y*y*y*y*", data, offs, problem, years)) return -1;
+static int get_buffers(PyObject *args, Py_buffer *data, Py_buffer *offs, Py_buffer *problem, Py_buffer *years, int *with_body) {
+    if (with_body) {
+        if (!PyArg_ParseTuple(args, "y*y*y*y*p", data, offs, problem, years, with_body)) return -1;
     } else {
         if (!PyArg_ParseTuple(args, "y*y*", data, offs)) return -1;
     }
@@ -910,7 +926,7 @@ static int get_buffers(PyObject *args, Py_buffer *data, Py_buffer *offs, Py_buff
 /* months(data, offsets) -> (month per line as int8 bytes, 0 = none; day as int8 bytes, -1 = none) */
 static PyObject *py_months(PyObject *self, PyObject *args) {
     Py_buffer data, offs;
-    if (get_buffers(args, &data, &offs, NULL, NULL, 0) < 0) return NULL;
+    if (get_buffers(args, &data, &offs, NULL, NULL, NULL) < 0) return NULL;
     Py_ssize_t n = offs.len / 8 - 1;
     const int64_t *o = offs.buf;
     const char *base = data.buf;
@@ -932,10 +948,12 @@ static PyObject *py_months(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", mon, day);
 }
 
-/* parse(data, offsets int64, problem uint8, years int16) -> {table: (rows, [(name, type, nulls, validity, buf1, buf2)])} */
+/* parse(data, offsets int64, problem uint8, years int16, with_body) -> {table: (rows, [(name, type, nulls, validity, buf1, buf2)])};
+   buffers come as (address, size, owner), see hand_over */
 static PyObject *py_parse(PyObject *self, PyObject *args) {
     Py_buffer data, offs, prob, yrs;
-    if (get_buffers(args, &data, &offs, &prob, &yrs, 1) < 0) return NULL;
+    int with_body = 1;
+    if (get_buffers(args, &data, &offs, &prob, &yrs, &with_body) < 0) return NULL;
     Py_ssize_t n = offs.len / 8 - 1;
     if (n < 0 || prob.len < n || yrs.len < 2 * n) {
         PyBuffer_Release(&data); PyBuffer_Release(&offs); PyBuffer_Release(&prob); PyBuffer_Release(&yrs);
@@ -984,7 +1002,7 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         put_s(&c[4], instance);
         put_s(&c[5], daemon);
         put_s(&c[6], service);
-        put_s(&c[7], body);
+        put_s(&c[7], with_body ? body : NUL);  /* only the reference comparison reads it */
         put_s(&c[8], (qid0.n == 0 || eq(qid0, LIT("NOQUEUE"))) ? NUL : qid0);
         put_u8(&c[9], (uint8_t)kind);
         int32_t row = (int32_t)r;
@@ -1027,10 +1045,15 @@ static PyObject *py_kinds(PyObject *self, PyObject *noargs) {
 }
 
 static PyMethodDef METHODS[] = {
-    {"parse", py_parse, METH_VARARGS, "parse(data, offsets, problem, years) -> column buffers of ev1 and each family"},
+    {"parse", py_parse, METH_VARARGS, "parse(data, offsets, problem, years, with_body) -> column buffers of ev1 and each family"},
     {"months", py_months, METH_VARARGS, "months(data, offsets) -> (month, day) bytes per line"},
     {"kinds", py_kinds, METH_NOARGS, "kind names by code"},
     {NULL, NULL, 0, NULL},
 };
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_native", "Native single-pass log parser.", -1, METHODS};
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&MODULE); }
+PyMODINIT_FUNC PyInit__native(void) {
+    /* Column buffers are tens of MB and live for one batch: a fixed mmap threshold keeps
+       glibc from raising it after the first free and then keeping freed batches in its heap. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    return PyModule_Create(&MODULE);
+}

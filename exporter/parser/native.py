@@ -22,12 +22,18 @@ COMMON = ("seq", "ts", "host", "instance", "service", "daemon", "pid", "qid", "k
 WITH_LINE = ("reject", "header_action", "not_parsed")  # families that keep the raw line
 
 
+def _buffer(handed: tuple) -> pa.Buffer:
+    """A buffer the C side handed over (address, size, owner): wrapped, not copied."""
+    address, size, owner = handed
+    return pa.foreign_buffer(address, size, base=owner)
+
+
 def _array(n: int, col: tuple) -> pa.Array:
     _name, typ, nulls, validity, buf1, buf2 = col
     valid = None if validity is None else pa.py_buffer(validity)
     if typ == "s":
-        return pa.Array.from_buffers(pa.large_string(), n, [valid, pa.py_buffer(buf1), pa.py_buffer(buf2)], nulls)
-    return pa.Array.from_buffers(_TYPES[typ], n, [valid, pa.py_buffer(buf1)], nulls)
+        return pa.Array.from_buffers(pa.large_string(), n, [valid, _buffer(buf1), _buffer(buf2)], nulls)
+    return pa.Array.from_buffers(_TYPES[typ], n, [valid, _buffer(buf1)], nulls)
 
 
 def _line_buffers(text: pa.Array) -> tuple[pa.Buffer | bytes, np.ndarray]:
@@ -66,20 +72,21 @@ def to_utc(con: duckdb.DuckDBPyConnection, local_us: np.ndarray, zone: str) -> n
 
 
 def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Array, first_seq: int,
-                 years_: np.ndarray, zone: str) -> tuple[pa.Table, dict[str, pa.Table], np.ndarray]:
-    """Lines -> ev1 and the family tables as Arrow, plus each line's UTC ts (int64 us, NaT-free
-    values only where valid) for the time-backwards count."""
+                 years_: np.ndarray, zone: str, with_body: bool = True) -> tuple[pa.Table, dict[str, pa.Table], np.ndarray]:
+    """Lines -> ev1 and the family tables as Arrow, plus the valid UTC times (int64 us, in line
+    order) for the time-backwards count. ev1.body (what the SQL families read) is left out
+    unless asked for: nothing after the parser reads it, and it is a copy of most of the batch."""
     n = len(text)
     data, offsets = _line_buffers(text)
     has_problem = np.asarray(problem.is_valid(), np.uint8) if problem.null_count != len(problem) \
         else np.zeros(n, np.uint8)
-    out = _native.parse(data, offsets, has_problem, np.ascontiguousarray(years_, np.int16))
+    out = _native.parse(data, offsets, has_problem, np.ascontiguousarray(years_, np.int16), with_body)
     rows, cols = out.pop("ev1")
     raw = {c[0]: _array(rows, c) for c in cols}
     ts_valid = np.asarray(raw["ts"].is_valid())
-    ts = np.frombuffer(cols[0][4], np.int64).copy()  # 0 where NULL
+    ts = np.frombuffer(raw["ts"].buffers()[1], np.int64)[:n].copy()  # 0 where NULL
     if zone != "UTC":
-        local = ts_valid & (np.frombuffer(cols[1][4], np.uint8) == 0)
+        local = ts_valid & (np.frombuffer(raw["iso"].buffers()[1], np.uint8)[:n] == 0)
         ts[local] = to_utc(con, ts[local], zone)
     ts_arr = pa.Array.from_buffers(pa.timestamp("us"), n, [raw["ts"].buffers()[0], pa.py_buffer(ts)],
                                    raw["ts"].null_count)
@@ -89,6 +96,8 @@ def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Arr
         "problem": problem, "ts": ts_arr, "host": raw["host"], "pid": raw["pid"], "instance": raw["instance"],
         "daemon": raw["daemon"], "service": raw["service"], "body": raw["body"], "qid": raw["qid"], "kind": kind,
     })
+    if not with_body:
+        ev1 = ev1.drop_columns(["body"])
     common = ev1.select(list(COMMON))
     families: dict[str, pa.Table] = {}
     for family, (frows, fcols) in out.items():
