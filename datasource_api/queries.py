@@ -47,6 +47,24 @@ class SearchFilter(BaseModel):
         return None if v is None else parse_time(v)
 
     def where(self) -> tuple[str, list[Any]]:
+        """One WHERE clause over delivery_records and its parameters."""
+        sql, params = self._where()
+        if self.recipient:
+            sql += " AND (lower(recipient) = lower(?) OR lower(orig_recipient) = lower(?))"
+            params += [self.recipient, self.recipient]
+        return sql, params
+
+    def where_variants(self) -> list[tuple[str, list[Any]]]:
+        """The filter as disjoint clauses to UNION: a recipient matches the final or the original
+        recipient, and an OR between two columns keeps DuckDB from stopping a top-N scan early."""
+        sql, params = self._where()
+        if not self.recipient:
+            return [(sql, params)]
+        return [(sql + " AND lower(recipient) = lower(?)", params + [self.recipient]),
+                (sql + " AND lower(orig_recipient) = lower(?) AND lower(recipient) IS DISTINCT FROM lower(?)",
+                 params + [self.recipient, self.recipient])]
+
+    def _where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
 
@@ -54,8 +72,6 @@ class SearchFilter(BaseModel):
             clauses.append(sql)
             params.extend(values)
 
-        if self.recipient:
-            add("(lower(recipient) = lower(?) OR lower(orig_recipient) = lower(?))", self.recipient, self.recipient)
         if self.sender is not None:
             add("lower(sender) = lower(?)", self.sender.strip("<>"))
         if self.domain:
@@ -91,9 +107,9 @@ class SearchFilter(BaseModel):
         return (" AND ".join(clauses) or "TRUE"), params
 
 
-SORTS = {  # sort name -> (SQL key, descending)
-    "-time": ("coalesce(time, TIMESTAMP '1970-01-01')", True),
-    "time": ("coalesce(time, TIMESTAMP '1970-01-01')", False),
+SORTS = {  # sort name -> (SQL key, descending); a plain column lets DuckDB skip row groups in a top-N
+    "-time": ("time", True),   # never NULL (exporter/store/schema.py)
+    "time": ("time", False),
     "-delay": ("coalesce(delay_seconds, -1.0)", True),
     "delay": ("coalesce(delay_seconds, -1.0)", False),
 }
@@ -129,18 +145,23 @@ def search(con: duckdb.DuckDBPyConnection, flt: SearchFilter, sort: str = "-time
     """One page of delivery records, newest first by default. Returns the records and the
     cursor of the next page (None on the last one). Keyset paging: a page boundary stays put
     while ingest adds newer rows."""
-    where, params = flt.where()
     key_sql, desc = SORTS[sort]
+    op, order = ("<", "DESC") if desc else (">", "ASC")
+    after: list[Any] = []
+    page = ""
     if cursor:
         key, rk = decode_cursor(cursor, sort)
-        op = "<" if desc else ">"
-        where += f" AND ({key_sql} {op} ? OR ({key_sql} = ? AND rk {op} ?))"
-        params += [key, key, rk]
+        page = f" AND ({key_sql} {op} ? OR ({key_sql} = ? AND rk {op} ?))"
+        after = [key, key, rk]
     cols = ", ".join(DELIVERY_RECORD_KEYS)
-    order = "DESC" if desc else "ASC"
-    rows = con.execute(
-        f"SELECT {cols}, {key_sql} AS sk, rk FROM delivery_records WHERE {where} "
-        f"ORDER BY sk {order}, rk {order} LIMIT ?", [*params, flt.limit + 1]).fetchall()
+    parts, params = [], []
+    for where, values in flt.where_variants():
+        parts.append(f"(SELECT {cols}, {key_sql} AS sk, rk FROM delivery_records WHERE {where}{page} "
+                     f"ORDER BY sk {order}, rk {order} LIMIT ?)")
+        params += [*values, *after, flt.limit + 1]
+    sql = parts[0] if len(parts) == 1 else \
+        f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY sk {order}, rk {order} LIMIT ?"
+    rows = con.execute(sql, params if len(parts) == 1 else [*params, flt.limit + 1]).fetchall()
     more = len(rows) > flt.limit
     rows = rows[:flt.limit]
     next_cursor = encode_cursor(sort, rows[-1][-2], rows[-1][-1]) if more and rows else None

@@ -14,7 +14,6 @@ import duckdb
 
 from datasource_api.queries import SearchFilter, _range
 from datasource_api.queries import stats as summary_stats
-from exporter.metrics import reason_sql
 from exporter.records import iso_utc
 
 MAX_BUCKETS = 5000
@@ -162,13 +161,14 @@ def domains(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any
 def slow_domains(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
     where, params = q.where()
     return _rows(con, f"""
-        SELECT {DOMAIN} AS domain, count(*) AS deliveries,
-               quantile_cont(delay_seconds, 0.5) AS p50_delay_seconds,
-               quantile_cont(delay_seconds, 0.95) AS p95_delay_seconds,
-               max(delay_seconds) AS max_delay_seconds
-        FROM delivery_records
-        WHERE status = 'sent' AND delay_seconds IS NOT NULL AND rcpt_domain IS NOT NULL AND {where}
-        GROUP BY 1 ORDER BY 4 DESC, 2 DESC, 1 LIMIT ?""", [*params, q.limit])
+        SELECT domain, deliveries, q[1] AS p50_delay_seconds, q[2] AS p95_delay_seconds, max_delay_seconds FROM (
+            SELECT {DOMAIN} AS domain, count(*) AS deliveries,
+                   -- both quantiles from one sort per domain
+                   quantile_cont(delay_seconds, [0.5, 0.95]) AS q, max(delay_seconds) AS max_delay_seconds
+            FROM delivery_records
+            WHERE status = 'sent' AND delay_seconds IS NOT NULL AND rcpt_domain IS NOT NULL AND {where}
+            GROUP BY 1)
+        ORDER BY 4 DESC, 2 DESC, 1 LIMIT ?""", [*params, q.limit])
 
 
 def dsn(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
@@ -182,7 +182,7 @@ def dsn(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
 def rejects(con: duckdb.DuckDBPyConnection, q: StatsQuery) -> list[dict[str, Any]]:
     where, params = q.where()
     return _rows(con, f"""
-        SELECT {reason_sql('response')} AS reason,
+        SELECT reason,
                CASE WHEN regexp_matches(response, '^[245][0-9][0-9]') THEN left(response, 3) END AS code,
                count(*) AS records
         FROM delivery_records WHERE status = 'rejected' AND {where}

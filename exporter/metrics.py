@@ -13,26 +13,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from exporter.reasons import reason_sql
 
 PREFIX = "postfix_insights_"
 DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000)
 DELAY_STAGES = {"before_queue": "delay_before_queue", "in_queue": "delay_in_queue",
                 "connect": "delay_connect", "transmit": "delay_transmit", "total": "delay"}
-
-# Reason categories for deferrals, bounces and rejects, first match wins (lower-cased reply text).
-REASONS: tuple[tuple[str, str], ...] = (
-    ("mailbox_full", r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (system )?storage|out of storage"),
-    ("unknown_user", r"user unknown|unknown user|no such user|mailbox unavailable|does not exist|recipient address rejected: user|invalid recipient|undeliverable address|account .*(disabled|doesn.t exist)"),
-    ("greylisting", r"greylist|graylist|try again later|temporarily deferred"),
-    ("blocklisted", r"blocked|blocklist|blacklist|denylist|spamhaus|\brbl\b|dnsbl|reputation|listed"),
-    ("rate_limit", r"rate limit|too many|throttl|exceeded.*(connections|messages)|slow down"),
-    ("tls", r"tls|starttls|certificate|ssl"),
-    ("dns", r"host not found|name service|domain not found|no mx|nxdomain|dns|hostname"),
-    ("connection", r"connection (refused|timed out|reset)|lost connection|timed out|network is unreachable|no route to host|conversation with"),
-    ("policy", r"policy|relay access denied|spam|rejected|denied|not permitted|spf|dmarc|dkim|content"),
-)
 
 HELP = {
     "messages_received_total": "Messages queued by Postfix, by how they arrived (smtpd service, pickup, or Postfix itself) and Postfix instance (multi-instance setups: postfix-out, ...).",
@@ -62,12 +56,6 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
         CREATE TABLE IF NOT EXISTS metric_totals (name VARCHAR, labels VARCHAR, value DOUBLE);
         CREATE TABLE IF NOT EXISTS metric_domains (domain VARCHAR);
     """)
-
-
-def reason_sql(col: str) -> str:
-    cases = " ".join(f"WHEN regexp_matches(lower({col}), '{pattern.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
-                     for name, pattern in REASONS)
-    return f"CASE WHEN {col} IS NULL THEN 'other' {cases} ELSE 'other' END"
 
 
 def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:

@@ -68,9 +68,13 @@ class Store:
         version = self.meta("schema_version")
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
-        if version is not None and int(version) < 2:
+        if version is not None and int(version) < SCHEMA_VERSION:
+            # delivery_records is derived from the other tables: rebuild it in its new shape
             with self.transaction():
-                self.con.execute("DROP VIEW IF EXISTS delivery_records")
+                kind = self.con.execute("SELECT table_type FROM information_schema.tables "
+                                        "WHERE table_name = 'delivery_records'").fetchall()
+                if kind:
+                    self.con.execute(f"DROP {'VIEW' if kind[0][0] == 'VIEW' else 'TABLE'} delivery_records")
                 self.con.execute(RECORDS_TABLE)
                 records.rebuild(self.con)
                 self.set_meta("schema_version", str(SCHEMA_VERSION))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import duckdb
 
+from exporter.reasons import reason_sql
 from exporter.store.schema import records_select
 
-_DOMAINS = """
+_DERIVED = f"""
     CASE WHEN instr(recipient, '@') > 0 THEN lower(split_part(recipient, '@', -1)) END AS rcpt_domain,
-    CASE WHEN instr(sender, '@') > 0 THEN lower(split_part(sender, '@', -1)) END AS sender_domain"""
+    CASE WHEN instr(sender, '@') > 0 THEN lower(split_part(sender, '@', -1)) END AS sender_domain,
+    CASE WHEN status IN ('deferred', 'bounced', 'expired', 'rejected') THEN {reason_sql('response')} END AS reason"""
 
 
 def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str) -> None:
-    con.execute(f"INSERT INTO delivery_records SELECT *, {_DOMAINS} FROM ({records_select(msgs, rejects)}) "
+    con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects)}) "
                 "ORDER BY time")
 
 

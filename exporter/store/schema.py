@@ -5,7 +5,7 @@ events where timestamps tie and names a line for the trace.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 2   # 2: delivery_records became a table (was a view)
+SCHEMA_VERSION = 3   # 2: delivery_records became a table (was a view); 3: its reason column
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -65,7 +65,8 @@ RECORD_COLUMNS = """
     orig_recipient VARCHAR, subject VARCHAR, status VARCHAR, dsn VARCHAR, relay VARCHAR, delay_seconds DOUBLE,
     attempts INTEGER, response VARCHAR, client_ip VARCHAR, tls VARCHAR,
     msg_id BIGINT, transport VARCHAR, client_host VARCHAR, sasl_user VARCHAR, size BIGINT, rk VARCHAR,
-    rcpt_domain VARCHAR, sender_domain VARCHAR"""
+    rcpt_domain VARCHAR, sender_domain VARCHAR,
+    reason VARCHAR"""  # reason: category of a deferral, bounce or reject (exporter/reasons.py)
 
 RECORDS_TABLE = f"CREATE TABLE IF NOT EXISTS delivery_records ({RECORD_COLUMNS});"
 
@@ -87,7 +88,7 @@ SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.su
 FROM rejects j LEFT JOIN messages m ON m.msg_id = j.msg_id
 WHERE j.action IN ('reject', 'milter-reject') AND (j.msg_id IN {msgs} OR (j.msg_id IS NULL AND {rejects}))
 UNION ALL
-SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
+SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts, m.first_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
        CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
             ELSE 'pending' END,
        NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
