@@ -20,6 +20,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter.reasons import reason_sql
 
@@ -186,6 +187,9 @@ class Snapshot:
     """Counter totals as committed, plus gauges the service sets (lag, open IDs, queues)."""
     totals: dict[str, dict[tuple[tuple[str, str], ...], float]] = field(default_factory=dict)
     gauges: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = field(default_factory=dict)
+    # per queue, the size and age of each queued message at the last `postqueue -j` (kumina's showq)
+    queue_sizes: dict[str, list[float]] = field(default_factory=dict)
+    queue_ages: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -213,6 +217,7 @@ class StoreCollector(Collector):
         with self.snapshot.lock:
             totals = {k: dict(v) for k, v in self.snapshot.totals.items()}
             gauges = dict(self.snapshot.gauges)
+            showq = (dict(self.snapshot.queue_sizes), dict(self.snapshot.queue_ages))
         for short, help_text in HELP.items():
             if short == "delivery_delay_seconds":
                 yield from self._histogram(totals)
@@ -241,6 +246,7 @@ class StoreCollector(Collector):
             yield g
         if self.kumina:
             yield from kumina_families(totals)
+            yield from showq_histograms(*showq)
 
     @staticmethod
     def _histogram(totals: dict) -> Iterable[Metric]:
@@ -254,6 +260,25 @@ class StoreCollector(Collector):
             le_values = [(str(le), buckets.get((("le", str(le)), ("stage", stage)), 0.0)) for le in DELAY_BUCKETS]
             hist.add_metric([stage], le_values + [("+Inf", count)], sums.get((("stage", stage),), 0.0))
         yield hist
+
+
+SHOWQ_SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)      # kumina's buckets
+SHOWQ_AGE_BUCKETS = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
+
+
+def showq_histograms(sizes: dict[str, list[float]], ages: dict[str, list[float]]) -> Iterator[Metric]:
+    """kumina's postfix_showq_message_{size_bytes,age_seconds}: the queue as it is now, one
+    observation per queued message (so they go down as well as up, as kumina's do)."""
+    for name, help_text, values, bounds in (
+            ("postfix_showq_message_size_bytes", "kumina-compatible: size of messages in Postfix's queues.",
+             sizes, SHOWQ_SIZE_BUCKETS),
+            ("postfix_showq_message_age_seconds", "kumina-compatible: age of messages in Postfix's queues.",
+             ages, SHOWQ_AGE_BUCKETS)):
+        fam = HistogramMetricFamily(name, help_text, labels=["queue"])
+        for queue, observed in sorted(values.items()):
+            buckets = [(floatToGoString(b), float(sum(1 for v in observed if v <= b))) for b in bounds]
+            fam.add_metric([queue], buckets + [("+Inf", float(len(observed)))], sum(observed))
+        yield fam
 
 
 # kumina postfix_exporter name -> (our total, label filter, their label from ours)

@@ -221,6 +221,8 @@ class IngestWorker(threading.Thread):
                                     {(("queue", q),): n for q, n in state.bytes.items()})
             self.snapshot.set_gauge("queue_oldest_message_age_seconds", "Age of the oldest message in each queue.",
                                     {(("queue", q),): a for q, a in state.oldest_age_seconds.items()})
+            with self.snapshot.lock:
+                self.snapshot.queue_sizes, self.snapshot.queue_ages = state.sizes, state.ages
 
     def _publish_gauges(self) -> None:
         self._publish_queue()

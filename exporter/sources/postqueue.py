@@ -16,6 +16,8 @@ class QueueState:
     messages: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     oldest_age_seconds: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, list[float]] = field(default_factory=dict)   # per message, for histograms
+    ages: dict[str, list[float]] = field(default_factory=dict)
 
 
 def summarize(output: str, now: float) -> QueueState:
@@ -31,6 +33,8 @@ def summarize(output: str, now: float) -> QueueState:
         state.bytes[queue] = state.bytes.get(queue, 0) + int(item.get("message_size") or 0)
         age = max(0.0, now - float(item.get("arrival_time") or now))
         state.oldest_age_seconds[queue] = max(state.oldest_age_seconds.get(queue, 0.0), age)
+        state.sizes.setdefault(queue, []).append(float(item.get("message_size") or 0))
+        state.ages.setdefault(queue, []).append(age)
     return state
 
 
