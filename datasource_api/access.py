@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -13,14 +14,15 @@ from exporter.settings import ApiConfig
 COOKIE = "pi_token"
 
 
-def token_ok(presented: str | None, tokens: list[str]) -> bool:
-    """Compare against every token without stopping early, each in constant time."""
+def token_ok(presented: str | None, tokens: Sequence[str]) -> bool:
+    """Constant-time against every configured token (no early exit that would tell which);
+    digests first, so not even the length of a token shows in the timing."""
     if not presented:
         return False
-    got = presented.encode()
+    given = hashlib.sha256(presented.encode()).digest()
     ok = False
     for token in tokens:
-        ok |= hmac.compare_digest(got, token.encode())
+        ok |= hmac.compare_digest(given, hashlib.sha256(token.encode()).digest())
     return ok
 
 

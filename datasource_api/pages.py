@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from html import escape
 from pathlib import Path
@@ -20,10 +19,11 @@ from string import Template
 
 from aiohttp import web
 
+from datasource_api.access import COOKIE, token_ok
+
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
-COOKIE = "pi_token"
 COOKIE_MAX_AGE = 30 * 86400
 TOKENS = web.AppKey("page_tokens", tuple)
 PAGES = web.AppKey("page_shells", dict)
@@ -82,21 +82,9 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS)
 
 
-def valid_token(presented: str | None, tokens: tuple[str, ...]) -> bool:
-    """Constant-time against every configured token (no early exit that would tell which);
-    digests first, so not even the length of a token shows in the timing."""
-    if not presented:
-        return False
-    given = hashlib.sha256(presented.encode()).digest()
-    ok = False
-    for token in tokens:
-        ok |= hmac.compare_digest(given, hashlib.sha256(token.encode()).digest())
-    return ok
-
-
 def _authorised(request: web.Request) -> bool:
     tokens = request.app[TOKENS]
-    return not tokens or valid_token(request.cookies.get(COOKIE), tokens)
+    return not tokens or token_ok(request.cookies.get(COOKIE), tokens)
 
 
 def _safe_next(target: str | None) -> str:
@@ -140,7 +128,7 @@ async def _login_post(request: web.Request) -> web.StreamResponse:
     tokens = request.app[TOKENS]
     if not tokens:
         return _redirect(target)
-    if not isinstance(token, str) or not valid_token(token, tokens):
+    if not isinstance(token, str) or not token_ok(token, tokens):
         await asyncio.sleep(0.5)  # slows guessing; the comparison itself leaks no timing
         return _login_form(target, "That token is not valid.")
     resp = _redirect(target)

@@ -27,6 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from service import ROOT, Service, free_port, http_get
 
 from datasource_api import pages
+from datasource_api.access import token_ok
 from exporter.generator import generate
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -413,10 +414,10 @@ async def test_no_tokens_no_login(aiohttp_client: AiohttpClient) -> None:
 
 
 def test_valid_token() -> None:
-    assert pages.valid_token("second-token-5678", tuple(TOKENS))
-    assert not pages.valid_token("second-token-567", tuple(TOKENS))
-    assert not pages.valid_token("", tuple(TOKENS))
-    assert not pages.valid_token(None, tuple(TOKENS))
+    assert token_ok("second-token-5678", tuple(TOKENS))
+    assert not token_ok("second-token-567", tuple(TOKENS))
+    assert not token_ok("", tuple(TOKENS))
+    assert not token_ok(None, tuple(TOKENS))
 
 
 @pytest.fixture
