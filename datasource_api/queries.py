@@ -214,46 +214,51 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in zip(names, row)} for row in cur.fetchall()]
 
 
+def _each(con: duckdb.DuckDBPyConnection, sql: str, ids: list[int]) -> list[dict[str, Any]]:
+    """`sql` (with one `msg_id = ?`) run once per id: DuckDB prunes row groups by an equality,
+    not by an IN list, which would scan the whole lines table."""
+    return [row for msg_id in ids for row in _rows(con, sql, [msg_id])]
+
+
 def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
     roles = _linked(con, msg_id)
     ids = sorted(roles)
-    marks = ", ".join("?" for _ in ids)
-    messages = _rows(con, f"""
-        SELECT msg_id, host, queue_id, coalesce(queued_ts, first_ts) AS time, first_ts AS first_time,
+    messages = sorted(_each(con, """
+        SELECT msg_id, first_seq, host, queue_id, coalesce(queued_ts, first_ts) AS time, first_ts AS first_time,
                last_ts AS last_time, sender, message_id, subject, client_host, client_ip, sasl_user, size, nrcpt,
                origin, dkim_domain, dkim_result,
                CASE WHEN expired_ts IS NOT NULL THEN 'expired' WHEN removed THEN 'removed' ELSE 'open' END AS status
-        FROM messages WHERE msg_id IN ({marks}) ORDER BY first_seq""", ids)
+        FROM messages WHERE msg_id = ?""", ids), key=lambda m: m.pop("first_seq"))
+    order = {m["msg_id"]: n for n, m in enumerate(messages)}
     qid = {m["msg_id"]: m["queue_id"] for m in messages}
     this = next(m for m in messages if m["msg_id"] == msg_id)
-    attempts = _rows(con, f"""
-        SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, ts AS time, status, dsn, relay,
-               delay AS delay_seconds, response, tls_protocol AS tls
-        FROM attempts WHERE msg_id IN ({marks}) ORDER BY seq""", ids)
     by_rcpt: dict[tuple, list[dict[str, Any]]] = {}
-    for a in attempts:
+    for a in _each(con, """
+            SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, ts AS time, status, dsn, relay,
+                   delay AS delay_seconds, response, tls_protocol AS tls
+            FROM attempts WHERE msg_id = ? ORDER BY seq""", ids):
         by_rcpt.setdefault((a.pop("msg_id"), a.pop("recipient"), a.pop("orig_key")), []).append(a)
+    rcpts = _each(con, """
+        SELECT msg_id, first_ts, recipient, orig_recipient, status, dsn, relay, delay AS delay_seconds, response, tls
+        FROM recipients WHERE msg_id = ?""", ids)
+    rcpts.sort(key=lambda r: (order.get(r["msg_id"], 0), r.pop("first_ts") or "", r["recipient"] or ""))
     recipients = []
-    for r in _rows(con, f"""
-            SELECT r.msg_id, r.recipient, r.orig_recipient, r.status, r.dsn, r.relay, r.delay AS delay_seconds,
-                   r.response, r.tls
-            FROM recipients r JOIN messages m USING (msg_id) WHERE r.msg_id IN ({marks})
-            ORDER BY m.first_seq, r.first_ts, r.recipient""", ids):
+    for r in rcpts:
         key = (r["msg_id"], r["recipient"], r["orig_recipient"] or "")
         recipients.append({"queue_id": qid.get(r.pop("msg_id")), **r, "attempts": by_rcpt.get(key, [])})
-    links = _rows(con, f"""
-        SELECT l.kind, p.queue_id AS parent_queue_id, coalesce(c.queue_id, l.child_queue_id) AS child_queue_id,
-               l.ts AS time
-        FROM links l LEFT JOIN messages p ON p.msg_id = l.parent_msg_id LEFT JOIN messages c ON c.msg_id = l.child_msg_id
-        WHERE l.parent_msg_id IN ({marks}) OR l.child_msg_id IN ({marks}) ORDER BY l.ts""", ids + ids)
-    lines = _rows(con, f"""
-        SELECT ts AS time, msg_id, line FROM (
-            SELECT msg_id, seq, ts, line FROM lines WHERE msg_id IN ({marks})
-            UNION ALL SELECT msg_id, seq, ts, line FROM rejects WHERE msg_id IN ({marks}) AND daemon <> 'cleanup'
-              AND seq NOT IN (SELECT seq FROM lines WHERE msg_id IN ({marks})))
-        ORDER BY seq""", ids + ids + ids)
-    for line in lines:
-        line["queue_id"] = qid.get(line.pop("msg_id"))
+    marks = ", ".join("?" for _ in ids)
+    links = [{"kind": kind, "parent_queue_id": qid.get(parent), "child_queue_id": qid.get(child, child_qid),
+              "time": _iso(ts)}
+             for kind, parent, child, child_qid, ts in con.execute(f"""
+                 SELECT kind, parent_msg_id, child_msg_id, child_queue_id, ts FROM links
+                 WHERE parent_msg_id IN ({marks}) OR child_msg_id IN ({marks}) ORDER BY ts""", ids + ids).fetchall()]
+    # the raw lines, and reject lines not already among them, in log order
+    raw = {r["seq"]: r for r in _each(con, "SELECT seq, ts AS time, msg_id, line FROM lines WHERE msg_id = ?", ids)}
+    for r in _each(con, "SELECT seq, ts AS time, msg_id, line FROM rejects WHERE msg_id = ? AND daemon <> 'cleanup'",
+                   ids):
+        raw.setdefault(r["seq"], r)
+    lines = [{"time": r["time"], "queue_id": qid.get(r["msg_id"]), "line": r["line"]}
+             for _, r in sorted(raw.items())]
     instances = [{"msg_id": m["msg_id"], "queue_id": m["queue_id"], "host": m["host"], "role": roles[m["msg_id"]],
                   "first_time": m["first_time"], "last_time": m["last_time"], "sender": m["sender"],
                   "subject": m["subject"]} for m in messages]
