@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument("files", nargs="+", metavar="FILE")
     _parser_args(p)
-    p.add_argument("--batch-mb", type=int, default=32, help="megabytes parsed per transaction")
+    p.add_argument("--batch-mb", type=int, default=24, help="megabytes parsed per transaction")
     p.add_argument("--max-open-messages", type=int, default=CorrelatorConfig().max_open_messages,
                    help="open queue IDs kept; the least recently seen beyond it are evicted (counted)")
     p.add_argument("--expire-after-seconds", type=float, default=CorrelatorConfig().expire_after_seconds,

@@ -13,7 +13,7 @@ class _Stage(BaseModel):
 
 
 class ReaderConfig(_Stage):
-    batch_bytes: int = Field(32 << 20, ge=1 << 16, description="bytes read and parsed per batch")
+    batch_bytes: int = Field(24 << 20, ge=1 << 16, description="bytes read and parsed per batch (two are in memory at once, parsed, beside the store)")
     max_line_bytes: int = Field(64 << 10, ge=1024, description="longer lines are kept raw, not parsed")
     progress: bool | None = Field(None, description="progress bar on stderr; None = only on a terminal")
 

@@ -6,6 +6,7 @@ state and the source's new position commit together or not at all.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         parser.install_macros(self.store.con)
         correlator.install(self.store.con)
+        _leave_room_for_batches(self.store, self.reader.batch_bytes)
 
     def ingest_files(self, names: list[str], progress: Callable[[int], None] | None = None) -> IngestStats:
         """Ingest files (and '-' for stdin) in chronological order; each resumes where it left off."""
@@ -93,9 +95,7 @@ class Pipeline:
         # the read-ahead thread reads, splits and parses the next batch while this one is
         # correlated and committed; its cursor only converts BSD local times to UTC
         cursor = store.con.cursor()
-        batches = ((len(chunk), parser.prepare(split_lines(chunk, max_line), clock, self.parser_config, cursor),
-                    end_offset)
-                   for chunk, end_offset in chunks(log, state.offset, self.reader.batch_bytes, final))
+        batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
         try:
             for size, parsed, end_offset in _read_ahead(batches):
                 consumed = True
@@ -109,6 +109,16 @@ class Pipeline:
         if not consumed:
             stats.skipped_files += 1
         return state.offset
+
+    def _parsed(self, raw: Iterator[tuple[bytes, int]], clock: Clock,
+                cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[int, parser.Parsed, int]]:
+        """(bytes, parsed batch, end offset) per chunk; the raw chunk is let go as soon as it
+        is split, not kept alive beside its parsed form."""
+        for chunk, end_offset in raw:
+            size = len(chunk)
+            lines = split_lines(chunk, self.reader.max_line_bytes)
+            del chunk
+            yield size, parser.prepare(lines, clock, self.parser_config, cursor), end_offset
 
     def _ingest_chunk(self, size: int, parsed: parser.Parsed, end_offset: int, state: SourceState,
                       log: LogInput, stats: IngestStats) -> None:
@@ -164,6 +174,24 @@ class Pipeline:
         for k, v in result.evicted.items():
             stats.evicted[k] = stats.evicted.get(k, 0) + v
         return n
+
+
+# Memory of the batches in flight outside DuckDB (one correlated, one parsed ahead, one being
+# read: each its raw bytes, its lines and its parsed columns), as a multiple of the batch size
+_BATCHES_IN_FLIGHT = 10
+_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def _leave_room_for_batches(store: Store, batch_bytes: int) -> None:
+    """The batches in flight live outside DuckDB's memory_limit: lower DuckDB's share so that
+    the process as a whole stays near the configured limit (never below half of it)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", store.config.memory_limit)
+    if store.con is None or not m or m[2].upper() not in _UNITS:
+        return  # a percentage or a form we do not know: leave it to DuckDB
+    limit = float(m[1]) * _UNITS[m[2].upper()]
+    share = max(limit - _BATCHES_IN_FLIGHT * batch_bytes, limit / 2)
+    store.con.execute(f"SET memory_limit = '{int(share) >> 20}MiB'")
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
