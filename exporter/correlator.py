@@ -68,8 +68,8 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     """Fold the parser's tables into the store (`batch`: the same tables as Arrow, by name,
     when the caller has them: spares scans and copies). Returns the next free msg_id."""
     expire = float(config.expire_after_seconds)
-    qev = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
-    _with_msg_ids(con, batch, qev)
+    qev_arrow = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
+    _with_msg_ids(con, batch, qev_arrow)
     new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
     _merge_messages(con)
     _write_attempts(con)
@@ -80,8 +80,10 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     _count_lines(con, result.evicted)
     result.messages = con.execute("SELECT count(*) FROM msg_batch").fetchall()[0][0]
     if batch is not None:
-        for family in _CEV:
-            con.unregister(f"cev_{family}")
+        for name in (*_CEV, "lines"):
+            con.unregister(f"cev_{name}")
+    if qev_arrow is not None:
+        con.unregister("qev")
     return max(next_msg_id, new_max + 1), result
 
 
@@ -96,6 +98,8 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
         for family in _CEV:
             con.execute(f"""CREATE OR REPLACE TEMP TABLE cev_{family} AS
                             SELECT e.*, q.msg_id FROM ev_{family} e LEFT JOIN qev q USING (seq)""")
+        con.execute("""CREATE OR REPLACE TEMP TABLE cev_lines AS
+                       SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq)""")
         return
     ev1 = batch["ev1"]
     if qev is None:
@@ -107,6 +111,10 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
         table = batch[f"ev_{family}"]
         ids = msg_of_row[table.column("seq").to_numpy() - seq0]
         con.register(f"cev_{family}", table.append_column("msg_id", pa.array(ids, mask=ids < 0)))
+    # the raw lines of the message lines, for the lines table
+    rows = qev.column("seq").to_numpy() - seq0
+    con.register("cev_lines", pa.table({"msg_id": qev.column("msg_id"), "seq": qev.column("seq"), "ts": qev.column("ts"),
+                                        "line": batch["batch_in"].column("line").take(pa.array(rows))}))
 
 
 def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
@@ -119,9 +127,7 @@ def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: 
         SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
     qev = _instances_numpy(con, next_msg_id, expire, ev1)
     if qev is not None:
-        con.register("pi_qev", qev)
-        con.execute("CREATE OR REPLACE TEMP TABLE qev AS SELECT * FROM pi_qev")
-        con.unregister("pi_qev")
+        con.register("qev", qev)  # scanned in place, like the parser's tables
         return qev
     _assign_instances_sql(con, next_msg_id, expire)
     return None
@@ -379,7 +385,7 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
         SELECT h.seq, h.ts, h.host, h.qid AS queue_id, h.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
                NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
         FROM cev_header_action h WHERE h.msg_id IS NOT NULL AND h.action = 'reject';
-        INSERT INTO lines SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq);
+        INSERT INTO lines SELECT * FROM cev_lines;
     """)
     con.execute("""
         INSERT INTO unparsed SELECT seq, ts, host, ?, reason, line FROM ev_not_parsed WHERE kind IN ('unparsed', 'unknown')
