@@ -64,7 +64,8 @@ def to_utc(con: duckdb.DuckDBPyConnection, local_us: np.ndarray, zone: str) -> n
     table = pa.table({"t": pa.array(uniq.astype("datetime64[us]"))})
     con.register("pi_local_ts", table)
     try:
-        out = con.sql(f"SELECT epoch_us(timezone('{zone}', t)::TIMESTAMP) FROM pi_local_ts").fetchnumpy()
+        # epoch of the TIMESTAMPTZ itself: a cast to TIMESTAMP would depend on the session's zone
+        out = con.sql(f"SELECT epoch_us(timezone('{zone}', t)) FROM pi_local_ts").fetchnumpy()
     finally:
         con.unregister("pi_local_ts")
     converted = next(iter(out.values()))
