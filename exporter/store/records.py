@@ -18,8 +18,9 @@ _DERIVED = f"""
     CASE WHEN status IN ('deferred', 'bounced', 'expired', 'rejected') THEN {reason_sql('response')} END AS reason"""
 
 
-def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str) -> None:
-    con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects)}) "
+def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str,
+            id_range: tuple[int, int] | None = None) -> None:
+    con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects, id_range)}) "
                 "ORDER BY time")
 
 
@@ -30,8 +31,12 @@ def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
         CREATE OR REPLACE TEMP TABLE rec_touched AS
         SELECT msg_id FROM msg_batch
         UNION SELECT msg_id FROM rejects WHERE seq >= ? AND msg_id IS NOT NULL""", [first_seq])
-    con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM rec_touched)")
-    _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(first_seq)}")
+    lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM rec_touched").fetchall()[0]
+    if lo is None:
+        lo = hi = -1
+    con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM rec_touched) AND msg_id BETWEEN ? AND ?",
+                [lo, hi])
+    _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(first_seq)}", (lo, hi))
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:

@@ -71,30 +71,35 @@ RECORD_COLUMNS = """
 RECORDS_TABLE = f"CREATE TABLE IF NOT EXISTS delivery_records ({RECORD_COLUMNS});"
 
 
-def records_select(msgs: str, rejects: str) -> str:
+def records_select(msgs: str, rejects: str, id_range: tuple[int, int] | None = None) -> str:
     """The delivery records of the message instances `msgs` (a SQL set of msg_ids) and of the
-    NOQUEUE rejects matching the condition `rejects` on table alias j."""
+    NOQUEUE rejects matching the condition `rejects` on table alias j. `id_range`, the lowest
+    and highest of those msg_ids, lets DuckDB skip row groups of the big tables."""
+    rng = f" AND msg_id BETWEEN {int(id_range[0])} AND {int(id_range[1])}" if id_range else ""
     return f"""
+WITH mm AS (SELECT * FROM messages WHERE msg_id IN {msgs}{rng}),
+rr AS (SELECT * FROM recipients WHERE msg_id IN {msgs}{rng}),
+jj AS (SELECT * FROM rejects j WHERE action IN ('reject', 'milter-reject')
+       AND ((msg_id IN {msgs}{rng}) OR (msg_id IS NULL AND {rejects})))
 SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
        r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
        r.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
        'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') AS rk
-FROM recipients r JOIN messages m ON m.msg_id = r.msg_id
-WHERE r.msg_id IN {msgs}
+FROM rr r JOIN mm m ON m.msg_id = r.msg_id
 UNION ALL
 SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
        'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
        j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
-FROM rejects j LEFT JOIN messages m ON m.msg_id = j.msg_id
-WHERE j.action IN ('reject', 'milter-reject') AND (j.msg_id IN {msgs} OR (j.msg_id IS NULL AND {rejects}))
+FROM jj j LEFT JOIN mm m ON m.msg_id = j.msg_id
 UNION ALL
+-- queued (or held, discarded) with no recipient record and not rejected: pending
 SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts, m.first_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
        CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
             ELSE 'pending' END,
        NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
        m.msg_id, NULL, m.client_host, m.sasl_user, m.size, 'm' || m.msg_id
-FROM messages m
-WHERE m.msg_id IN {msgs} AND (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
-  AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.msg_id)
-  AND NOT EXISTS (SELECT 1 FROM rejects j WHERE j.msg_id = m.msg_id AND j.action IN ('reject', 'milter-reject'))
+FROM mm m
+WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
+  AND m.msg_id NOT IN (SELECT msg_id FROM rr)
+  AND m.msg_id NOT IN (SELECT msg_id FROM jj WHERE msg_id IS NOT NULL)
 """
