@@ -50,6 +50,6 @@ def default_db_path() -> Path:
 class StoreConfig(_Stage):
     path: Path = Field(default_factory=default_db_path)
     threads: int = Field(2, ge=1)
-    memory_limit: str = Field("1GB", description="DuckDB memory_limit")
+    memory_limit: str = Field("750MB", description="DuckDB memory_limit (the batches in flight are counted in it)")
     checkpoint_mb: int = Field(128, ge=1, description="WAL size that triggers a checkpoint (DuckDB checkpoint_threshold)")
     retention_days: float | None = Field(None, gt=0, description="drop data older than this")
