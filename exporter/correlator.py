@@ -69,10 +69,10 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     when the caller has them: spares scans and copies). Returns the next free msg_id."""
     expire = float(config.expire_after_seconds)
     qev_arrow = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
-    _with_msg_ids(con, batch, qev_arrow)
+    cev = _with_msg_ids(con, batch, qev_arrow)
     new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
     _merge_messages(con)
-    _write_attempts(con)
+    _write_attempts(con, cev.get("delivery"))
     _merge_recipients(con)
     _write_rejects_links_lines(con, source_name, config.link_window_seconds)
     result = BatchResult()
@@ -82,6 +82,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     if batch is not None:
         for name in (*_CEV, "lines"):
             con.unregister(f"cev_{name}")
+        con.unregister("att_batch")
     if qev_arrow is not None:
         con.unregister("qev")
     return max(next_msg_id, new_max + 1), result
@@ -91,16 +92,19 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
 _CEV = ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim", "delivery", "reject", "notify")
 
 
-def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | None, qev: pa.Table | None) -> None:
+def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | None,
+                  qev: pa.Table | None) -> dict[str, pa.Table]:
     """cev_<family>: the family's rows with the msg_id of their line in qev (NULL when not a
-    message line), so that the merges below group by it instead of joining qev on seq."""
+    message line), so that the merges below group by it instead of joining qev on seq.
+    Returns them as Arrow by family (empty when made in SQL)."""
+    cev: dict[str, pa.Table] = {}
     if batch is None:
         for family in _CEV:
             con.execute(f"""CREATE OR REPLACE TEMP TABLE cev_{family} AS
                             SELECT e.*, q.msg_id FROM ev_{family} e LEFT JOIN qev q USING (seq)""")
         con.execute("""CREATE OR REPLACE TEMP TABLE cev_lines AS
                        SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq)""")
-        return
+        return cev
     ev1 = batch["ev1"]
     if qev is None:
         qev = con.sql("SELECT seq, msg_id FROM qev").to_arrow_table()
@@ -110,11 +114,20 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
     for family in _CEV:
         table = batch[f"ev_{family}"]
         ids = msg_of_row[table.column("seq").to_numpy() - seq0]
-        con.register(f"cev_{family}", table.append_column("msg_id", pa.array(ids, mask=ids < 0)))
+        cev[family] = table.append_column("msg_id", pa.array(ids, mask=ids < 0))
+        con.register(f"cev_{family}", cev[family])
     # the raw lines of the message lines, for the lines table
     rows = qev.column("seq").to_numpy() - seq0
+    line = batch["batch_in"].column("line")
+    if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
+        keep = np.zeros(ev1.num_rows, bool)  # qev is in line order: a filter copies runs, a take each string
+        keep[rows] = True
+        line = line.filter(pa.array(keep))
+    else:
+        line = line.take(pa.array(rows))
     con.register("cev_lines", pa.table({"msg_id": qev.column("msg_id"), "seq": qev.column("seq"), "ts": qev.column("ts"),
-                                        "line": batch["batch_in"].column("line").take(pa.array(rows))}))
+                                        "line": line}))
+    return cev
 
 
 def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
@@ -308,25 +321,35 @@ def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _write_attempts(con: duckdb.DuckDBPyConnection) -> None:
-    """Delivery lines, each with the TLS handshake its process logged just before it."""
+_ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport", "instance", "relay", "delay",
+                "delay_before_queue", "delay_in_queue", "delay_connect", "delay_transmit", "dsn", "status", "response",
+                "code", "tls_protocol", "tls_trust", "tls_cipher", "link_kind", "child_qid", "host")
+_TLS_WINDOW_US = 600 * 1_000_000
+
+
+def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table | None = None) -> None:
+    """Delivery lines, each with the TLS handshake its process logged just before it
+    (`delivery`: cev_delivery as Arrow, when the caller has it: matched in numpy)."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE tls_seen AS
         SELECT host, pid, seq, ts, peer, tls_direction, tls_protocol, tls_trust, tls_cipher FROM ev_tls
-        UNION ALL SELECT * FROM pid_tls;
-
-        CREATE OR REPLACE TEMP TABLE att_batch AS
-        SELECT d.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
-               d.instance, d.relay, d.delay, d.delay_before_queue, d.delay_in_queue, d.delay_connect, d.delay_transmit,
-               d.dsn, d.status, d.response, d.code,
-               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_protocol END AS tls_protocol,
-               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_trust END AS tls_trust,
-               CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_cipher END AS tls_cipher,
-               d.link_kind, d.child_qid, d.host
-        FROM (SELECT * FROM cev_delivery WHERE msg_id IS NOT NULL) d
-        ASOF LEFT JOIN (SELECT * FROM tls_seen WHERE tls_direction = 'to') t
-            ON t.host = d.host AND t.pid = d.pid AND d.seq > t.seq;
-
+        UNION ALL SELECT * FROM pid_tls""")
+    if delivery is not None:
+        con.register("att_batch", _attempts_numpy(con, delivery))
+    else:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE att_batch AS
+            SELECT d.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
+                   d.instance, d.relay, d.delay, d.delay_before_queue, d.delay_in_queue, d.delay_connect, d.delay_transmit,
+                   d.dsn, d.status, d.response, d.code,
+                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_protocol END AS tls_protocol,
+                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_trust END AS tls_trust,
+                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_cipher END AS tls_cipher,
+                   d.link_kind, d.child_qid, d.host
+            FROM (SELECT * FROM cev_delivery WHERE msg_id IS NOT NULL) d
+            ASOF LEFT JOIN (SELECT * FROM tls_seen WHERE tls_direction = 'to') t
+                ON t.host = d.host AND t.pid = d.pid AND d.seq > t.seq""")
+    con.execute("""
         INSERT INTO attempts BY NAME SELECT * EXCLUDE (link_kind, child_qid, host) FROM att_batch;
 
         DELETE FROM pid_tls;
@@ -337,6 +360,66 @@ def _write_attempts(con: duckdb.DuckDBPyConnection) -> None:
         WHERE ts >= (SELECT max(ts) FROM tls_seen) - INTERVAL 10 MINUTE
         GROUP BY host, pid;
     """)
+
+
+def _attempts_numpy(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> pa.Table:
+    """The SQL's ASOF join in numpy: for each delivery line, the latest outgoing TLS handshake
+    (before it) of the same process (host, pid), kept when its peer is the delivery's relay
+    and it is at most 600 s older."""
+    d = delivery.filter(pc.is_valid(delivery.column("msg_id")))
+    t = con.sql("""SELECT host, pid, seq, epoch_us(ts) AS ts_us, peer, tls_protocol, tls_trust, tls_cipher
+                   FROM tls_seen WHERE tls_direction = 'to' AND host IS NOT NULL AND pid IS NOT NULL""").to_arrow_table()
+    nd, nt = d.num_rows, t.num_rows
+    d_ok = pc.and_(pc.is_valid(d.column("host")), pc.is_valid(d.column("pid"))).to_numpy(zero_copy_only=False) \
+        if nd else np.zeros(0, bool)
+    wide = pa.large_string()
+    hosts = pa.chunked_array([c for col in (d.column("host"), t.column("host")) for c in pc.cast(col, wide).chunks], wide)
+    hcode = hosts.dictionary_encode().combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64) \
+        if nd + nt else np.zeros(0, np.int64)
+    pid_d = d.column("pid").to_numpy(zero_copy_only=False) if nd else np.zeros(0)
+    pid_t = t.column("pid").to_numpy(zero_copy_only=False) if nt else np.zeros(0)
+    pid_d = np.where(d_ok, np.nan_to_num(pid_d.astype(np.float64)), 0).astype(np.int64)
+    key_d = (hcode[:nd] << 32) | (pid_d & 0xFFFFFFFF)
+    key_t = (hcode[nd:] << 32) | (pid_t.astype(np.int64) & 0xFFFFFFFF)
+    seq_d = d.column("seq").to_numpy(zero_copy_only=False).astype(np.int64)
+    seq_t = t.column("seq").to_numpy(zero_copy_only=False).astype(np.int64)
+    take = np.full(nd, -1, np.int64)
+    if nd and nt:
+        order = np.lexsort((seq_t, key_t))  # by process, then seq
+        ks, ss = key_t[order], seq_t[order]
+        # the last handshake of the same process with a smaller seq
+        ukeys, kstart = np.unique(ks, return_index=True)
+        kend = np.append(kstart[1:], len(ks))
+        slot = np.searchsorted(ukeys, key_d)
+        slot_ok = (slot < len(ukeys)) & d_ok
+        slot_ok[slot_ok] = ukeys[slot[slot_ok]] == key_d[slot_ok]
+        lo, hi = kstart[np.minimum(slot, len(ukeys) - 1)], kend[np.minimum(slot, len(ukeys) - 1)]
+        # searchsorted within each process's run: seq offset by the run's position keeps runs apart
+        span = int(max(ss.max(), seq_d.max()) - min(ss.min(), seq_d.min())) + 2
+        base = int(min(ss.min(), seq_d.min()))
+        run = np.repeat(np.arange(len(ukeys), dtype=np.int64), kend - kstart)
+        comp_t = run * span + (ss - base)
+        comp_d = np.minimum(slot, len(ukeys) - 1).astype(np.int64) * span + (seq_d - base)
+        pos = np.searchsorted(comp_t, comp_d, side="left") - 1
+        hit = slot_ok & (pos >= lo) & (pos < hi)
+        take[hit] = order[pos[hit]]
+    idx = pa.array(take, mask=take < 0)
+    tt = t.take(idx)
+    ts_d = pc.cast(d.column("ts"), pa.int64())
+    near = pc.less_equal(pc.subtract(ts_d, tt.column("ts_us")), _TLS_WINDOW_US)
+    keep = pc.fill_null(pc.and_(pc.equal(tt.column("peer"), d.column("relay")), near), False)
+    def tls(name: str) -> pa.ChunkedArray:
+        return pc.if_else(keep, tt.column(name), pa.scalar(None, tt.column(name).type))
+    return pa.table({
+        "msg_id": d.column("msg_id"), "seq": d.column("seq"), "ts": d.column("ts"), "recipient": d.column("rcpt"),
+        "orig_recipient": d.column("orig_rcpt"), "transport": d.column("daemon"), "instance": d.column("instance"),
+        "relay": d.column("relay"), "delay": d.column("delay"), "delay_before_queue": d.column("delay_before_queue"),
+        "delay_in_queue": d.column("delay_in_queue"), "delay_connect": d.column("delay_connect"),
+        "delay_transmit": d.column("delay_transmit"), "dsn": d.column("dsn"), "status": d.column("status"),
+        "response": d.column("response"), "code": d.column("code"),
+        "tls_protocol": tls("tls_protocol"), "tls_trust": tls("tls_trust"), "tls_cipher": tls("tls_cipher"),
+        "link_kind": d.column("link_kind"), "child_qid": d.column("child_qid"), "host": d.column("host"),
+    })
 
 
 def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
