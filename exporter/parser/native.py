@@ -72,6 +72,19 @@ def to_utc(con: duckdb.DuckDBPyConnection, local_us: np.ndarray, zone: str) -> n
     return np.asarray(converted, np.int64)[inverse]
 
 
+def _rows_of(idx: pa.Array, rows: int, n: int):
+    """The family's rows (indices into the batch's lines) as a function selecting them: a
+    filter when they are in line order (it copies strings in runs, a take one by one)."""
+    at = np.frombuffer(idx.buffers()[1], np.int32)[idx.offset:idx.offset + rows] \
+        if rows and idx.null_count == 0 and idx.type == pa.int32() else None
+    if at is None or not (rows < 2 or bool(np.all(at[1:] > at[:-1]))):
+        return lambda data: data.take(idx)
+    keep = np.zeros(n, bool)
+    keep[at] = True
+    mask = pa.array(keep)
+    return lambda data: data.filter(mask)
+
+
 def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Array, first_seq: int,
                  years_: np.ndarray, zone: str, with_body: bool = True) -> tuple[pa.Table, dict[str, pa.Table], np.ndarray]:
     """Lines -> ev1 and the family tables as Arrow, plus the valid UTC times (int64 us, in line
@@ -103,15 +116,15 @@ def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Arr
     families: dict[str, pa.Table] = {}
     for family, (frows, fcols) in out.items():
         arrays = {c[0]: _array(frows, c) for c in fcols}
-        idx = arrays.pop("row")
-        table = common.take(idx)
+        pick = _rows_of(arrays.pop("row"), frows, n)
+        table = pick(common)
         if family in WITH_LINE:
-            table = table.append_column("line", text.take(idx))
+            table = table.append_column("line", pick(text))
         for name, arr in arrays.items():
             table = table.append_column(name, arr)
         if family == "not_parsed" and problem.null_count != len(problem):
             # a line flagged by the splitter: its reason is the splitter's word for it
-            reason = pa.compute.coalesce(problem.take(idx), table.column("reason"))
+            reason = pa.compute.coalesce(pick(problem), table.column("reason"))
             table = table.set_column(table.schema.get_field_index("reason"), "reason", reason)
         families[family] = table
     return ev1, families, np.where(ts_valid, ts, 0)[ts_valid]
