@@ -188,13 +188,11 @@ def _linked(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[int, str]:
     roles = {msg_id: "this"}
     frontier = [msg_id]
     while frontier and len(roles) < 1000:
-        marks = ", ".join("?" for _ in frontier)
-        rows = con.execute(
-            f"""SELECT parent_msg_id, child_msg_id FROM links
-                WHERE (parent_msg_id IN ({marks}) AND child_msg_id IS NOT NULL) OR child_msg_id IN ({marks})""",
-            frontier + frontier).fetchall()
+        rows = [row for mid in frontier for row in _link_rows(con, mid)]
         nxt = []
-        for parent, child in rows:
+        for _, parent, child, _, _ in rows:
+            if child is None:
+                continue
             for other, role in ((child, "child"), (parent, "parent")):
                 if other not in roles:
                     near = parent if role == "child" else child
@@ -202,6 +200,16 @@ def _linked(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[int, str]:
                     nxt.append(other)
         frontier = nxt
     return roles
+
+
+def _link_rows(con: duckdb.DuckDBPyConnection, msg_id: int) -> list[tuple]:
+    """Links from and to one instance: (kind, parent, child, child queue ID, time). Two
+    equalities, not an OR, so that DuckDB prunes row groups."""
+    return con.execute("""
+        SELECT kind, parent_msg_id, child_msg_id, child_queue_id, ts FROM links WHERE parent_msg_id = ?
+        UNION ALL
+        SELECT kind, parent_msg_id, child_msg_id, child_queue_id, ts FROM links WHERE child_msg_id = ?""",
+        [msg_id, msg_id]).fetchall()
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -246,12 +254,11 @@ def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
     for r in rcpts:
         key = (r["msg_id"], r["recipient"], r["orig_recipient"] or "")
         recipients.append({"queue_id": qid.get(r.pop("msg_id")), **r, "attempts": by_rcpt.get(key, [])})
-    marks = ", ".join("?" for _ in ids)
+    seen: set[tuple] = set()
+    link_rows = [r for mid in ids for r in _link_rows(con, mid) if not (r in seen or seen.add(r))]
     links = [{"kind": kind, "parent_queue_id": qid.get(parent), "child_queue_id": qid.get(child, child_qid),
               "time": _iso(ts)}
-             for kind, parent, child, child_qid, ts in con.execute(f"""
-                 SELECT kind, parent_msg_id, child_msg_id, child_queue_id, ts FROM links
-                 WHERE parent_msg_id IN ({marks}) OR child_msg_id IN ({marks}) ORDER BY ts""", ids + ids).fetchall()]
+             for kind, parent, child, child_qid, ts in sorted(link_rows, key=lambda r: r[4])]
     # the raw lines, and reject lines not already among them, in log order
     raw = {r["seq"]: r for r in _each(con, "SELECT seq, ts AS time, msg_id, line FROM lines WHERE msg_id = ?", ids)}
     for r in _each(con, "SELECT seq, ts AS time, msg_id, line FROM rejects WHERE msg_id = ? AND daemon <> 'cleanup'",

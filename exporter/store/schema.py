@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS line_counts (day DATE, host VARCHAR, category VARCHAR
 CREATE TABLE IF NOT EXISTS pid_tls (
     host VARCHAR, pid INTEGER, seq BIGINT, ts TIMESTAMP, peer VARCHAR, tls_direction VARCHAR,
     tls_protocol VARCHAR, tls_trust VARCHAR, tls_cipher VARCHAR);
+-- a trace starts from a queue ID: an index lookup instead of scanning every message's ID
+-- (~60 ms on 5M messages; ~10 ms more per 160k-line batch to keep up)
+CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue_id);
 """
 
 # One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
