@@ -71,7 +71,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     qev_arrow = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
     cev = _with_msg_ids(con, batch, qev_arrow)
     new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
-    _merge_messages(con)
+    _merge_messages(con, qev_arrow, cev)
     _write_attempts(con, cev.get("delivery"))
     _merge_recipients(con)
     _write_rejects_links_lines(con, source_name, config.link_window_seconds)
@@ -237,9 +237,7 @@ def _assign_instances_sql(con: duckdb.DuckDBPyConnection, next_msg_id: int, expi
     """)
 
 
-def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
-    """This batch's facts per instance, merged into the instances already stored."""
-    con.execute("""
+_MSG_BATCH_SQL = """
         CREATE OR REPLACE TEMP TABLE msg_batch AS
         WITH base AS (
             SELECT msg_id, any_value(host) AS host, any_value(qid) AS queue_id, arg_min(instance, seq) AS instance,
@@ -286,8 +284,146 @@ def _merge_messages(con: duckdb.DuckDBPyConnection) -> None:
                CASE WHEN hold.released_ts >= hold.held_ts THEN NULL ELSE hold.held_ts END AS held_ts,
                hold.released_ts, hc.action, hc.action_ts, dk.dkim_domain, dk.dkim_selector, dk.dkim_result
         FROM base LEFT JOIN cl USING (msg_id) LEFT JOIN pk USING (msg_id) LEFT JOIN mid USING (msg_id)
-             LEFT JOIN hc USING (msg_id) LEFT JOIN qd USING (msg_id) LEFT JOIN hold USING (msg_id) LEFT JOIN dk USING (msg_id);
+             LEFT JOIN hc USING (msg_id) LEFT JOIN qd USING (msg_id) LEFT JOIN hold USING (msg_id) LEFT JOIN dk USING (msg_id)
+"""
 
+
+_I64_MAX = np.iinfo(np.int64).max
+_ACTIONS = pa.array(["reject", "discard", "hold"], pa.string())
+
+
+def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _in_seq_order(table: pa.Table) -> bool:
+    seq = table.column("seq").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
+    return bool(np.all(seq[1:] > seq[:-1]))
+
+
+def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None:
+    """_MSG_BATCH_SQL in numpy, for rows in seq order (None otherwise): per instance, the
+    first or last row with a value (arg_min/arg_max by seq skip NULLs) and min/max times."""
+    tables = (qev, *(cev[f] for f in ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim")))
+    if not all(_in_seq_order(t) for t in tables):
+        return None
+    msgs, qpos = np.unique(qev.column("msg_id").to_numpy(zero_copy_only=False).astype(np.int64), return_inverse=True)
+    m = len(msgs)
+
+    def positions(table: pa.Table) -> np.ndarray:
+        """Each row's instance as its index in msgs (-1: not a message line)."""
+        ids = pc.fill_null(table.column("msg_id"), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not m:
+            return np.full(len(ids), -1, np.int64)
+        at = np.minimum(np.searchsorted(msgs, ids), m - 1)
+        return np.where((ids >= 0) & (msgs[at] == ids), at, -1)
+
+    def valid(col: pa.ChunkedArray) -> np.ndarray:
+        return np.asarray(col.is_valid()) if col.null_count else np.ones(len(col), bool)
+
+    def row_of(pos: np.ndarray, ok: np.ndarray, last: bool) -> np.ndarray:
+        """Per instance, its first (last) row where ok; -1 when none."""
+        rows = np.flatnonzero(ok & (pos >= 0))
+        acc = np.full(m, -1 if last else _I64_MAX, np.int64)
+        (np.maximum if last else np.minimum).at(acc, pos[rows], rows)
+        acc[acc == _I64_MAX] = -1
+        return acc
+
+    def pick(table: pa.Table, pos: np.ndarray, name: str, ok: np.ndarray | None = None, last: bool = True):
+        col = table.column(name)
+        mask = valid(col) if ok is None else ok & valid(col)
+        idx = row_of(pos, mask, last)
+        return col.take(pa.array(idx, mask=idx < 0))
+
+    def extreme(table: pa.Table, pos: np.ndarray, name: str, ok: np.ndarray | None, fn: np.ufunc):
+        """min or max of a timestamp column per instance, over the rows where ok."""
+        col = table.column(name)
+        mask = valid(col) & (pos >= 0) if ok is None else ok & valid(col) & (pos >= 0)
+        values = pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False)[mask]
+        acc = np.full(m, _I64_MAX if fn is np.minimum else np.iinfo(np.int64).min, np.int64)
+        fn.at(acc, pos[mask], values)
+        seen = np.zeros(m, bool)
+        seen[pos[mask]] = True
+        return pc.cast(pa.array(acc, mask=~seen), col.type)
+
+    everything = np.ones(qev.num_rows, bool)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {"msg_id": pa.array(msgs)}
+    first = row_of(qpos, everything, False)
+    out["host"] = qev.column("host").take(pa.array(first))
+    out["queue_id"] = qev.column("qid").take(pa.array(first))
+    out["instance"] = pick(qev, qpos, "instance", last=False)
+    out["first_ts"] = extreme(qev, qpos, "ts", None, np.minimum)
+    out["last_ts"] = extreme(qev, qpos, "ts", None, np.maximum)
+    seq = qev.column("seq").to_numpy(zero_copy_only=False)
+    out["first_seq"] = pa.array(seq[first])
+    out["last_seq"] = pa.array(seq[row_of(qpos, everything, True)])
+    removed = np.zeros(m, bool)
+    removed[qpos[_bools(pc.equal(qev.column("kind"), "removed"))]] = True
+    out["removed"] = pa.array(removed)
+
+    client, cpos = cev["client"], positions(cev["client"])
+    pickup, ppos = cev["pickup"], positions(cev["pickup"])
+    origin = pick(client, cpos, "service")
+    picked_up = np.zeros(m, bool)
+    picked_up[ppos[ppos >= 0]] = True
+    out["origin"] = pc.coalesce(origin, pc.if_else(pa.array(picked_up), pa.scalar("pickup", origin.type),
+                                                   pa.scalar(None, origin.type)))
+    for name in ("client_host", "client_ip", "sasl_method", "sasl_user"):
+        out[name] = pick(client, cpos, name)
+    mid = cev["message_id"]
+    out["message_id"] = pick(mid, positions(mid), "message_id", _bools(pc.equal(mid.column("kind"), "message_id")),
+                             last=False)
+    head = cev["header_action"]
+    hpos = positions(head)
+    text = head.column("check_text")
+    is_subject = _bools(pc.and_(pc.equal(head.column("stage"), "header"),
+                                pc.equal(pc.utf8_lower(pc.utf8_slice_codeunits(text, 0, 8)), "subject:")))
+    raw = pick(pa.table({"s": pc.utf8_trim(pc.utf8_slice_codeunits(text, 8), " ")}), hpos, "s", is_subject, last=False)
+    encoded = _bools(pc.match_substring(raw, "=?"))
+    if encoded.any():
+        values = raw.to_pylist()
+        for i in np.flatnonzero(encoded):
+            values[i] = _decode_cached(values[i])
+        raw = pa.array(values, pa.string())
+    out["subject"] = raw
+    queue = cev["queue"]
+    qd = positions(queue)
+    queued = _bools(pc.equal(queue.column("kind"), "queued"))
+    qmgr_sender = pick(queue, qd, "sender", last=False)
+    out["sender"] = pc.coalesce(qmgr_sender, pick(pickup, ppos, "sender"))
+    out["qmgr_sender"] = qmgr_sender
+    out["size"] = pick(queue, qd, "size", queued, last=False)
+    out["nrcpt"] = pick(queue, qd, "nrcpt", queued, last=False)
+    out["queued_ts"] = extreme(queue, qd, "ts", queued, np.minimum)
+    out["expired_ts"] = extreme(queue, qd, "ts", _bools(pc.equal(queue.column("kind"), "expired")), np.maximum)
+    info = cev["info"]
+    ipos = positions(info)
+    held = extreme(info, ipos, "ts", _bools(pc.equal(info.column("kind"), "hold")), np.maximum)
+    released = extreme(info, ipos, "ts", _bools(pc.equal(info.column("kind"), "release")), np.maximum)
+    out["held_ts"] = pc.if_else(pc.fill_null(pc.greater_equal(released, held), False), pa.scalar(None, held.type), held)
+    out["released_ts"] = released
+    acted = _bools(pc.is_in(head.column("action"), value_set=_ACTIONS))
+    out["action"] = pick(head, hpos, "action", acted)
+    out["action_ts"] = extreme(head, hpos, "ts", acted, np.maximum)
+    dkim = cev["dkim"]
+    dpos = positions(dkim)
+    signed = _bools(pc.equal(dkim.column("kind"), "dkim_sign"))
+    out["dkim_domain"] = pick(dkim, dpos, "dkim_domain", signed)
+    out["dkim_selector"] = pick(dkim, dpos, "dkim_selector", signed)
+    out["dkim_result"] = pick(dkim, dpos, "dkim_result", _bools(pc.equal(dkim.column("kind"), "dkim_verify")))
+    return pa.table(out)
+
+
+def _merge_messages(con: duckdb.DuckDBPyConnection, qev: pa.Table | None = None,
+                    cev: dict[str, pa.Table] | None = None) -> None:
+    """This batch's facts per instance, merged into the instances already stored (`qev` and
+    `cev` as Arrow, when the caller has them: msg_batch is made in numpy)."""
+    made = _msg_batch_numpy(qev, cev) if qev is not None and cev else None
+    if made is not None:
+        con.register("msg_batch", made)
+    else:
+        con.execute(_MSG_BATCH_SQL)
+    con.execute("""
         -- instances replaced by a new one with the same queue ID in this batch
         CREATE OR REPLACE TEMP TABLE superseded AS
         SELECT DISTINCT o.msg_id FROM open_msgs o JOIN qev q ON q.host = o.host AND q.qid = o.queue_id

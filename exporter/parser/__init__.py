@@ -13,12 +13,34 @@ import pyarrow.compute as pc
 
 from exporter.config import ParserConfig
 from exporter.parser import native
-from exporter.parser.body import FAMILIES, MACROS, MESSAGE_KINDS, SKIPPED_KINDS, parse_bodies
-from exporter.parser.header import Clock, count_backwards, header_sql, header_years, local_zone_name
+from exporter.parser.body import (
+    FAMILIES,
+    MACROS,
+    MESSAGE_KINDS,
+    SKIPPED_KINDS,
+    parse_bodies,
+)
+from exporter.parser.header import (
+    Clock,
+    count_backwards,
+    header_sql,
+    header_years,
+    local_zone_name,
+)
 from exporter.sources.lines import Lines
 
-__all__ = ["Clock", "MESSAGE_KINDS", "Parsed", "SKIPPED_KINDS", "drop_batch_tables", "install_macros", "load", "parse",
-           "parse_sql", "prepare"]
+__all__ = [
+    "MESSAGE_KINDS",
+    "SKIPPED_KINDS",
+    "Clock",
+    "Parsed",
+    "drop_batch_tables",
+    "install_macros",
+    "load",
+    "parse",
+    "parse_sql",
+    "prepare",
+]
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -112,5 +134,6 @@ def drop_batch_tables(con: duckdb.DuckDBPyConnection) -> None:
     for (name,) in names:
         con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
     con.unregister("batch_in")
+    con.unregister("msg_batch")  # the correlator's, when made as Arrow (read by the records refresh)
     for name in ("ev1", *(f"ev_{f}" for f in FAMILIES)):
         con.unregister(name)
