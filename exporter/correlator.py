@@ -82,7 +82,6 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     if batch is not None:
         for name in (*_CEV, "lines"):
             con.unregister(f"cev_{name}")
-        con.unregister("att_batch")
     if qev_arrow is not None:
         con.unregister("qev")
     return max(next_msg_id, new_max + 1), result
