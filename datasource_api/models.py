@@ -222,8 +222,8 @@ class DeliveryRecord(BaseModel):
     trace_url: str | None = Field(description="API path of the message trace")
 
 
-class Attempt(BaseModel):
-    time: str | None
+class Outcome(BaseModel):
+    """What one delivery attempt (or a recipient's latest) ended with."""
     status: str | None
     dsn: str | None
     relay: str | None
@@ -232,16 +232,14 @@ class Attempt(BaseModel):
     tls: str | None
 
 
-class RecipientTrace(BaseModel):
+class Attempt(Outcome):
+    time: str | None
+
+
+class RecipientTrace(Outcome):
     queue_id: str | None
     recipient: str | None
     orig_recipient: str | None
-    status: str | None
-    dsn: str | None
-    relay: str | None
-    delay_seconds: float | None
-    response: str | None
-    tls: str | None
     attempts: list[Attempt]
 
 
