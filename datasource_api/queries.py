@@ -177,9 +177,9 @@ def trace(con: duckdb.DuckDBPyConnection, queue_id: str, host: str | None = None
     if host:
         host_sql = " AND host = ?"
         params.append(host)
-    ids = [r[0] for r in con.execute(
-        f"SELECT msg_id FROM messages WHERE queue_id = ?{host_sql} ORDER BY first_seq DESC LIMIT 100",
-        params).fetchall()]
+    # a plain equality is answered from the queue_id index; an ORDER BY here would scan instead
+    found = con.execute(f"SELECT msg_id, first_seq FROM messages WHERE queue_id = ?{host_sql}", params).fetchall()
+    ids = [msg_id for msg_id, _ in sorted(found, key=lambda r: -r[1])][:100]
     return [_trace_one(con, msg_id) for msg_id in ids]
 
 
