@@ -106,7 +106,7 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
         return cev
     ev1 = batch["ev1"]
     if qev is None:
-        qev = con.sql("SELECT seq, msg_id FROM qev").to_arrow_table()
+        qev = con.sql("SELECT seq, msg_id, ts FROM qev ORDER BY seq").to_arrow_table()
     seq0 = ev1.column("seq")[0].as_py() if ev1.num_rows else 0  # ev1's seq counts up from it
     msg_of_row = np.full(ev1.num_rows, -1, np.int64)
     msg_of_row[qev.column("seq").to_numpy() - seq0] = qev.column("msg_id").to_numpy()
@@ -148,8 +148,8 @@ def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: 
 def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
                      ev1: pa.Table | None) -> pa.Table | None:
     """_assign_instances_sql's windows done with one sort in numpy (three windows over
-    string keys cost more than the rest of the correlator). None when an open (host, queue ID)
-    is not unique, which the SQL's join would multiply: that rare state goes the SQL way."""
+    string keys cost more than the rest of the correlator). Where an open (host, queue ID) is
+    not unique, the latest open instance takes the lines (the SQL's join would multiply them)."""
     if ev1 is None:
         ev1 = con.sql("SELECT seq, ts, host, qid, kind, instance FROM ev1 ORDER BY seq").to_arrow_table()
     ev1 = ev1.select(["seq", "ts", "host", "qid", "kind", "instance"])
@@ -164,7 +164,13 @@ def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: f
     codes = keys.dictionary_encode().combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
     gid, ogid = codes[:n], codes[n:]
     if len(np.unique(ogid)) != len(ogid):
-        return None
+        # several open instances of one (host, queue ID) (lines that arrived out of order can
+        # leave that): the batch's lines go to the one seen last, as the SQL would choose
+        last = o.column("last_us").to_numpy(zero_copy_only=False)
+        order = np.lexsort((o.column("msg_id").to_numpy(zero_copy_only=False), last, ogid))
+        keep = np.ones(len(order), bool)
+        keep[:-1] = ogid[order][1:] != ogid[order][:-1]
+        o, ogid = o.take(pa.array(order[keep])), ogid[order[keep]]
     groups = int(codes.max()) + 1 if len(codes) else 0
     open_id = np.full(groups, -1, np.int64)
     open_last = np.zeros(groups, np.int64)

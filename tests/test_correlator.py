@@ -61,3 +61,27 @@ def test_decode_subject() -> None:
     assert decode_subject("plain =? text") == "plain =? text"
     assert decode_subject("=?bogus-charset?q?x?=") == "=?bogus-charset?q?x?="
     assert decode_subject(None) is None
+
+
+def test_a_queue_id_open_twice_takes_the_sql_way_and_keeps_its_lines(tmp_path: Path) -> None:
+    """Two open instances of one (host, queue ID) (lines pushed out of order by several
+    senders can leave that state) send the batch through the SQL instance assignment; its
+    lines are still stored, raw lines included."""
+    db = tmp_path / "s.duckdb"
+    first = tmp_path / "a.log"
+    first.write_text("May  1 10:00:00 mx1 postfix/qmgr[1]: 4F1A2B3C4D: from=<a@x.example>, size=1, nrcpt=1 "
+                     "(queue active)\n")
+    run_cli("ingest", "--db", str(db), "--year", "2026", "--timezone", "UTC", str(first))
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO messages SELECT * REPLACE (msg_id + 1000 AS msg_id) FROM messages")  # a second open one
+    con.close()
+    second = tmp_path / "b.log"
+    second.write_text("May  1 10:00:05 mx1 postfix/smtp[2]: 4F1A2B3C4D: to=<r@y.example>, relay=mx.y.example"
+                      "[192.0.2.1]:25, delay=5, delays=0/0/1/4, dsn=2.0.0, status=sent (250 ok)\n"
+                      "May  1 10:00:06 mx1 postfix/qmgr[1]: 4F1A2B3C4D: removed\n")
+    run_cli("ingest", "--db", str(db), "--year", "2026", "--timezone", "UTC", str(second))
+    [rec] = [r for r in search_json(db) if r["status"] == "sent"]
+    assert rec["recipient"] == "r@y.example"
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM lines WHERE line LIKE '%status=sent%'").fetchall()[0][0] == 1
+    con.close()
