@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
+from datasource_api.routes import ApiError
 from exporter.settings import ApiConfig
 
 COOKIE = "pi_token"
@@ -51,10 +52,9 @@ def auth_middleware(config: ApiConfig) -> Callable:
     async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
         if config.tokens and request.method != "OPTIONS" and _protected(config, request.path) \
                 and not token_ok(presented_token(request), config.tokens):
-            return web.json_response(
-                {"error": {"status": 401, "message": "a valid token is required (Authorization: Bearer ...)",
-                           "parameter": None}},
-                status=401, headers={"WWW-Authenticate": 'Bearer realm="postfix-insights"'})
+            resp = ApiError(401, "a valid token is required (Authorization: Bearer ...)").response()
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="postfix-insights"'
+            return resp
         return await handler(request)
     return auth
 

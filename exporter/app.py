@@ -33,9 +33,9 @@ CONFIG = web.AppKey("config", ServeConfig)
 SERVERS = web.AppKey("servers", list)
 
 
-def error(status: int, message: str, **extra: Any) -> web.Response:
-    """The service's one error shape."""
-    return web.json_response({"error": {"status": status, "message": message, **extra}}, status=status)
+def error(status: int, message: str) -> web.Response:
+    """The service's one error shape (the API's own)."""
+    return routes.ApiError(status, message).response()
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
