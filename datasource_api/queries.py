@@ -216,10 +216,17 @@ def _iso(ts: datetime | None) -> str | None:
     return iso_utc(ts) if ts is not None else None
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+def _value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return iso_utc(v)
+    return None if isinstance(v, float) and v != v else v  # NaN (an empty division) is no value
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows as dicts, times as ISO 8601 UTC."""
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
-    return [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in zip(names, row)} for row in cur.fetchall()]
+    return [{k: _value(v) for k, v in zip(names, row)} for row in cur.fetchall()]
 
 
 def _each(con: duckdb.DuckDBPyConnection, sql: str, ids: list[int]) -> list[dict[str, Any]]:

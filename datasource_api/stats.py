@@ -1,6 +1,6 @@
 """Delivery-health statistics and annotations over the store, as rows for the API.
 
-Every statistic of recipients reads the same `delivery_records` view as the message search,
+Every statistic of recipients reads the same `delivery_records` table as the message search,
 with the same filter code, so a number on a chart and the rows a click opens agree.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from datasource_api.queries import SearchFilter, _range
+from datasource_api.queries import SearchFilter, _range, _rows
 from datasource_api.queries import stats as summary_stats
 from exporter.records import iso_utc
 
@@ -52,22 +52,6 @@ def default_interval(since: datetime, until: datetime) -> timedelta:
 
 def bucket_count(since: datetime, until: datetime, interval: timedelta) -> int:
     return int((until - since) / interval) + 1
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    out = []
-    for row in cur.fetchall():
-        item = {}
-        for k, v in zip(names, row):
-            if isinstance(v, datetime):
-                v = iso_utc(v)
-            elif isinstance(v, float) and v != v:  # NaN from an empty division
-                v = None
-            item[k] = v
-        out.append(item)
-    return out
 
 
 def _series(q: StatsQuery, inner: str) -> str:
