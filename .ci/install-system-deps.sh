@@ -2,7 +2,7 @@
 # Debian packages the tests use: postfix (end-to-end test), prometheus + promtool (scrape and
 # rule tests), util-linux's logger (syslog intake), journalctl and systemd-journal-remote (to
 # write a journal file the journald source then follows), chromium + chromedriver (browser tests
-# of the web pages), node + npm when missing. Idempotent; needs root and apt-get.
+# of the web pages), jq (runs the trace dashboard's row selectors), node + npm when missing. Idempotent; needs root and apt-get.
 set -euo pipefail
 cd "$(dirname "$0")"
 missing=()
@@ -12,6 +12,7 @@ command -v journalctl >/dev/null 2>&1 || missing+=(systemd)
 [ -x /lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
 command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # keep the packages' own services from starting: the tests start what they need on loopback
