@@ -82,8 +82,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     if batch is not None:
         for name in (*_CEV, "lines"):
             con.unregister(f"cev_{name}")
-    if qev_arrow is not None:
-        con.unregister("qev")
+    con.unregister("qev")
     return max(next_msg_id, new_max + 1), result
 
 
@@ -92,7 +91,7 @@ _CEV = ("client", "pickup", "message_id", "header_action", "queue", "info", "dki
 
 
 def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | None,
-                  qev: pa.Table | None) -> dict[str, pa.Table]:
+                  qev: pa.Table) -> dict[str, pa.Table]:
     """cev_<family>: the family's rows with the msg_id of their line in qev (NULL when not a
     message line), so that the merges below group by it instead of joining qev on seq.
     Returns them as Arrow by family (empty when made in SQL)."""
@@ -105,8 +104,6 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
                        SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq)""")
         return cev
     ev1 = batch["ev1"]
-    if qev is None:
-        qev = con.sql("SELECT seq, msg_id, ts FROM qev ORDER BY seq").to_arrow_table()
     seq0 = ev1.column("seq")[0].as_py() if ev1.num_rows else 0  # ev1's seq counts up from it
     msg_of_row = np.full(ev1.num_rows, -1, np.int64)
     msg_of_row[qev.column("seq").to_numpy() - seq0] = qev.column("msg_id").to_numpy()
@@ -130,26 +127,26 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | N
 
 
 def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
-                      ev1: pa.Table | None = None) -> pa.Table | None:
+                      ev1: pa.Table | None = None) -> pa.Table:
     """qev: each message line of the batch with its instance (msg_id), whether it starts one
-    (`starts`, with its `new_id`) and the open instance it found (`open_id`). Returns qev as
-    Arrow when it was computed that way."""
+    (`starts`, with its `new_id`) and the open instance it found (`open_id`); registered as
+    the view `qev` and returned as Arrow."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE open_msgs AS
         SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
     qev = _instances_numpy(con, next_msg_id, expire, ev1)
-    if qev is not None:
-        con.register("qev", qev)  # scanned in place, like the parser's tables
-        return qev
-    _assign_instances_sql(con, next_msg_id, expire)
-    return None
+    con.register("qev", qev)  # scanned in place, like the parser's tables
+    return qev
 
 
 def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
-                     ev1: pa.Table | None) -> pa.Table | None:
-    """_assign_instances_sql's windows done with one sort in numpy (three windows over
-    string keys cost more than the rest of the correlator). Where an open (host, queue ID) is
-    not unique, the latest open instance takes the lines (the SQL's join would multiply them)."""
+                     ev1: pa.Table | None) -> pa.Table:
+    """Instances by one sort in numpy (SQL windows over string keys cost more than the rest of
+    the correlator). Per (host, queue ID), in line order, a line starts a new instance when it
+    is an origin (smtpd client=, pickup), follows `removed`, or comes over `expire` seconds
+    after the line before (for the first line of the batch: after the open instance's last
+    line, or when none is open); other lines join the latest instance. Where an open (host,
+    queue ID) is not unique, the latest open instance takes the lines."""
     if ev1 is None:
         ev1 = con.sql("SELECT seq, ts, host, qid, kind, instance FROM ev1 ORDER BY seq").to_arrow_table()
     ev1 = ev1.select(["seq", "ts", "host", "qid", "kind", "instance"])
@@ -165,7 +162,7 @@ def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: f
     gid, ogid = codes[:n], codes[n:]
     if len(np.unique(ogid)) != len(ogid):
         # several open instances of one (host, queue ID) (lines that arrived out of order can
-        # leave that): the batch's lines go to the one seen last, as the SQL would choose
+        # leave that): the batch's lines go to the one seen last
         last = o.column("last_us").to_numpy(zero_copy_only=False)
         order = np.lexsort((o.column("msg_id").to_numpy(zero_copy_only=False), last, ogid))
         keep = np.ones(len(order), bool)
@@ -214,32 +211,6 @@ def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: f
         "new_id": pa.array(new_id, mask=new_id < 0),
         "msg_id": pa.array(msg_id),
     })
-
-
-def _assign_instances_sql(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float) -> None:
-    kinds = ", ".join(f"'{k}'" for k in MESSAGE_KINDS)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE qev AS
-        WITH q AS (
-            SELECT seq, ts, host, qid, kind, instance,
-                   lag(kind) OVER w AS prev_kind, lag(ts) OVER w AS prev_ts, row_number() OVER w AS rn
-            FROM ev1 WHERE qid IS NOT NULL AND kind IN ({kinds})
-            WINDOW w AS (PARTITION BY host, qid ORDER BY seq)
-        ), s AS (
-            SELECT q.*, o.msg_id AS open_id,
-                   CASE WHEN rn = 1 THEN o.msg_id IS NULL OR kind IN ('client', 'pickup')
-                                         OR epoch(q.ts - o.last_ts) > {expire}
-                        ELSE kind IN ('client', 'pickup') OR prev_kind = 'removed' OR epoch(q.ts - prev_ts) > {expire}
-                   END AS starts
-            FROM q LEFT JOIN open_msgs o ON o.host = q.host AND o.queue_id = q.qid
-        ), n AS (
-            SELECT *, CASE WHEN starts THEN {next_msg_id} - 1 + row_number() OVER (PARTITION BY starts ORDER BY seq) END AS new_id
-            FROM s
-        )
-        SELECT seq, ts, host, qid, kind, instance, open_id, starts, new_id,
-               coalesce(max(new_id) OVER (PARTITION BY host, qid ORDER BY seq ROWS UNBOUNDED PRECEDING), open_id) AS msg_id
-        FROM n
-    """)
 
 
 _MSG_BATCH_SQL = """
