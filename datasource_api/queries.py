@@ -317,10 +317,7 @@ def stats(con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: 
     rng, params = SearchFilter(since=since, until=until, host=host, domain=domain).where()
     by_status = dict(con.execute(
         f"SELECT status, count(*) FROM delivery_records WHERE {rng} GROUP BY 1 ORDER BY 2 DESC", params).fetchall())
-    mrng, mparams = _range("coalesce(queued_ts, first_ts)", since, until)
-    if host:
-        mrng += " AND host = ?"
-        mparams.append(host)
+    mrng, mparams = messages_range("coalesce(queued_ts, first_ts)", since, until, host)
     received = con.execute(
         f"SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE queued_ts IS NOT NULL AND {mrng}", mparams).fetchall()[0]
     final = sum(by_status.get(s, 0) for s in ("sent", "bounced", "deferred", "expired"))
@@ -347,6 +344,15 @@ def stats(con: duckdb.DuckDBPyConnection, since: datetime | None = None, until: 
         "records": sum(by_status.values()), "by_status": by_status, **rates,
         "top_domains": domains, "dsn": dsn, "line_counts": lines,
     }
+
+
+def messages_range(col: str, since: Any, until: Any, host: str | None) -> tuple[str, list[Any]]:
+    """Filter on the messages table (received mail has no recipient domain to filter by)."""
+    sql, params = _range(col, since, until)
+    if host:
+        sql += " AND host = ?"
+        params.append(host)
+    return sql, params
 
 
 def _range(col: str, since: Any, until: Any) -> tuple[str, list[Any]]:

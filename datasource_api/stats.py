@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from datasource_api.queries import SearchFilter, _range, _rows
+from datasource_api.queries import SearchFilter, _rows, messages_range
 from datasource_api.queries import stats as summary_stats
 from exporter.records import iso_utc
 
@@ -36,12 +36,7 @@ class StatsQuery:
         return SearchFilter(host=self.host, domain=self.domain, since=self.since, until=self.until).where()
 
     def messages_where(self, col: str) -> tuple[str, list[Any]]:
-        """Filter on the messages table (statistics of received mail: no recipient domain)."""
-        sql, params = _range(col, self.since, self.until)
-        if self.host:
-            sql += " AND host = ?"
-            params.append(self.host)
-        return sql, params
+        return messages_range(col, self.since, self.until, self.host)
 
 
 def default_interval(since: datetime, until: datetime) -> timedelta:
