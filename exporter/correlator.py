@@ -7,6 +7,9 @@ rows written, and a restart resumes exactly where the last commit left off.
 A message instance is keyed by (host, queue ID) and ends at `removed`; Postfix reuses
 short queue IDs, so an origin line (smtpd client=, pickup) or a line after `removed` starts a
 new instance, and so does a gap longer than `expire_after_seconds`.
+
+`prepare` does the part that needs only the batch (run in the read-ahead thread, beside the
+previous batch's correlation); `correlate` joins it to the open state and writes the rows.
 """
 from __future__ import annotations
 
@@ -63,205 +66,175 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
         pass  # already registered on this connection
 
 
-def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
-              source_name: str, batch: dict[str, pa.Table] | None = None) -> tuple[int, BatchResult]:
-    """Fold the parser's tables into the store (`batch`: the same tables as Arrow, by name,
-    when the caller has them: spares scans and copies). Returns the next free msg_id."""
-    expire = float(config.expire_after_seconds)
-    qev_arrow = _assign_instances(con, next_msg_id, expire, batch["ev1"] if batch else None)
-    cev = _with_msg_ids(con, batch, qev_arrow)
-    new_max = con.execute("SELECT coalesce(max(new_id), 0) FROM qev").fetchall()[0][0]
-    _merge_messages(con, qev_arrow, cev)
-    _write_attempts(con, cev.get("delivery"))
-    _merge_recipients(con)
-    _write_rejects_links_lines(con, source_name, config.link_window_seconds)
-    result = BatchResult()
-    result.evicted = _close_and_evict(con, config)
-    _count_lines(con, result.evicted)
-    result.messages = con.execute("SELECT count(*) FROM msg_batch").fetchall()[0][0]
-    if batch is not None:
-        for name in (*_CEV, "lines"):
-            con.unregister(f"cev_{name}")
-    con.unregister("qev")
-    return max(next_msg_id, new_max + 1), result
+@dataclass(frozen=True)
+class Segments:
+    """What the batch alone says about its message instances, worked out ahead (in the
+    read-ahead thread) so that the main thread only has to join it to the open state.
+
+    Per (host, queue ID) -- a group -- in line order, a line starts a *segment* when it is
+    the group's first line, an origin (smtpd client=, pickup), follows `removed`, or comes
+    over `expire_after_seconds` after the line before. Every segment is a new instance except
+    perhaps a group's first, which may continue the group's open instance (`_assign` decides).
+    Segments are numbered by their first line; rows are ev1 rows (the batch's seq from 0)."""
+    q: pa.Table                        # the message lines: seq, ts, host, qid, kind, instance
+    group: np.ndarray                  # per q row: its group (index into keys)
+    seg: np.ndarray                    # per q row: its segment
+    cut: np.ndarray                    # per q row: starts its segment
+    keys: pa.Array                     # per group: "host\0queue ID"
+    seg_group: np.ndarray              # per segment: its group
+    seg_head: np.ndarray               # per segment: the group's first
+    seg_origin: np.ndarray             # per segment: its first line is an origin
+    seg_first_us: np.ndarray           # per segment: time of its first line (us)
+    facts: pa.Table                    # per segment: msg_batch's columns but msg_id (seq from 0)
+    family_seg: dict[str, np.ndarray]  # per row of each _CEV family: its segment, -1 if none
+    lines: pa.Array                    # the raw text of the q rows
 
 
 # families whose rows the correlator needs with their instance: as cev_<family> (ev_<family> + msg_id)
 _CEV = ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim", "delivery", "reject", "notify")
 
 
-def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table] | None,
-                  qev: pa.Table) -> dict[str, pa.Table]:
-    """cev_<family>: the family's rows with the msg_id of their line in qev (NULL when not a
-    message line), so that the merges below group by it instead of joining qev on seq.
-    Returns them as Arrow by family (empty when made in SQL)."""
-    cev: dict[str, pa.Table] = {}
-    if batch is None:
-        for family in _CEV:
-            con.execute(f"""CREATE OR REPLACE TEMP TABLE cev_{family} AS
-                            SELECT e.*, q.msg_id FROM ev_{family} e LEFT JOIN qev q USING (seq)""")
-        con.execute("""CREATE OR REPLACE TEMP TABLE cev_lines AS
-                       SELECT q.msg_id, q.seq, q.ts, b.line FROM qev q JOIN batch_in b USING (seq)""")
-        return cev
-    ev1 = batch["ev1"]
-    seq0 = ev1.column("seq")[0].as_py() if ev1.num_rows else 0  # ev1's seq counts up from it
-    msg_of_row = np.full(ev1.num_rows, -1, np.int64)
-    msg_of_row[qev.column("seq").to_numpy() - seq0] = qev.column("msg_id").to_numpy()
-    for family in _CEV:
-        table = batch[f"ev_{family}"]
-        ids = msg_of_row[table.column("seq").to_numpy() - seq0]
-        cev[family] = table.append_column("msg_id", pa.array(ids, mask=ids < 0))
-        con.register(f"cev_{family}", cev[family])
-    # the raw lines of the message lines, for the lines table
-    rows = qev.column("seq").to_numpy() - seq0
-    line = batch["batch_in"].column("line")
-    if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
-        keep = np.zeros(ev1.num_rows, bool)  # qev is in line order: a filter copies runs, a take each string
-        keep[rows] = True
-        line = line.filter(pa.array(keep))
-    else:
-        line = line.take(pa.array(rows))
-    con.register("cev_lines", pa.table({"msg_id": qev.column("msg_id"), "seq": qev.column("seq"), "ts": qev.column("ts"),
-                                        "line": line}))
-    return cev
+def _keys(host: pa.ChunkedArray | pa.Array, qid: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    wide = pa.large_string()
+    joined = pc.binary_join_element_wise(pc.cast(pc.fill_null(host, ""), wide), pc.cast(qid, wide),
+                                         pa.scalar("\x00", wide))
+    return joined if isinstance(joined, pa.ChunkedArray) else pa.chunked_array([joined], wide)
 
 
-def _assign_instances(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
-                      ev1: pa.Table | None = None) -> pa.Table:
-    """qev: each message line of the batch with its instance (msg_id), whether it starts one
-    (`starts`, with its `new_id`) and the open instance it found (`open_id`); registered as
-    the view `qev` and returned as Arrow."""
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE open_msgs AS
-        SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
-    qev = _instances_numpy(con, next_msg_id, expire, ev1)
-    con.register("qev", qev)  # scanned in place, like the parser's tables
-    return qev
-
-
-def _instances_numpy(con: duckdb.DuckDBPyConnection, next_msg_id: int, expire: float,
-                     ev1: pa.Table | None) -> pa.Table:
-    """Instances by one sort in numpy (SQL windows over string keys cost more than the rest of
-    the correlator). Per (host, queue ID), in line order, a line starts a new instance when it
-    is an origin (smtpd client=, pickup), follows `removed`, or comes over `expire` seconds
-    after the line before (for the first line of the batch: after the open instance's last
-    line, or when none is open); other lines join the latest instance. Where an open (host,
-    queue ID) is not unique, the latest open instance takes the lines."""
-    if ev1 is None:
-        ev1 = con.sql("SELECT seq, ts, host, qid, kind, instance FROM ev1 ORDER BY seq").to_arrow_table()
-    ev1 = ev1.select(["seq", "ts", "host", "qid", "kind", "instance"])
-    q = ev1.filter(pc.and_(pc.is_valid(ev1.column("qid")), pc.is_in(ev1.column("kind"), value_set=_MESSAGE_KINDS)))
-    o = con.sql("SELECT msg_id, host, queue_id, epoch_us(last_ts) AS last_us FROM open_msgs").to_arrow_table()
+def prepare(ev1: pa.Table, families: dict[str, pa.Table], text: pa.Array,
+            config: CorrelatorConfig) -> Segments:
+    """The batch's segments and their facts, from the parser's tables alone (no store)."""
+    expire = float(config.expire_after_seconds)
+    is_msg = pc.and_(pc.is_valid(ev1.column("qid")), pc.is_in(ev1.column("kind"), value_set=_MESSAGE_KINDS))
+    q = ev1.select(["seq", "ts", "host", "qid", "kind", "instance"]).filter(is_msg)
     n = q.num_rows
-    def joined(host: pa.ChunkedArray, qid: pa.ChunkedArray) -> list[pa.Array]:
-        wide = pa.large_string()
-        return pc.binary_join_element_wise(pc.cast(host, wide), pc.cast(qid, wide), pa.scalar("\x00", wide)).chunks
-    keys = pa.chunked_array(joined(q.column("host"), q.column("qid")) + joined(o.column("host"), o.column("queue_id")),
-                            pa.large_string())
-    codes = keys.dictionary_encode().combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    gid, ogid = codes[:n], codes[n:]
-    if len(np.unique(ogid)) != len(ogid):
-        # several open instances of one (host, queue ID) (lines that arrived out of order can
-        # leave that): the batch's lines go to the one seen last
-        last = o.column("last_us").to_numpy(zero_copy_only=False)
-        order = np.lexsort((o.column("msg_id").to_numpy(zero_copy_only=False), last, ogid))
-        keep = np.ones(len(order), bool)
-        keep[:-1] = ogid[order][1:] != ogid[order][:-1]
-        o, ogid = o.take(pa.array(order[keep])), ogid[order[keep]]
-    groups = int(codes.max()) + 1 if len(codes) else 0
-    open_id = np.full(groups, -1, np.int64)
-    open_last = np.zeros(groups, np.int64)
-    open_id[ogid] = o.column("msg_id").to_numpy(zero_copy_only=False)
-    open_last[ogid] = o.column("last_us").to_numpy(zero_copy_only=False)
-
+    enc = _keys(q.column("host"), q.column("qid")).combine_chunks().dictionary_encode()
+    group = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     ts = pc.cast(q.column("ts"), pa.int64()).to_numpy(zero_copy_only=False)
     kind = q.column("kind")
-    origin = pc.is_in(kind, value_set=pa.array(["client", "pickup"])).to_numpy(zero_copy_only=False)
-    removed = pc.equal(kind, "removed").to_numpy(zero_copy_only=False)
-    order = np.argsort(gid, kind="stable")  # rows come in seq order: by group, then seq
-    g, t = gid[order], ts[order]
+    origin = _bools(pc.is_in(kind, value_set=pa.array(["client", "pickup"])))
+    removed = _bools(pc.equal(kind, "removed"))
+    order = np.argsort(group, kind="stable")  # rows come in line order: by group, then line
+    g, t = group[order], ts[order]
     first = np.ones(n, bool)
     first[1:] = g[1:] != g[:-1]
     prev_t = np.empty(n, np.int64)
     prev_t[1:] = t[:-1]
     prev_removed = np.zeros(n, bool)
     prev_removed[1:] = removed[order][:-1]
-    oid = open_id[g]
-    starts_by_group = np.where(
-        first,
-        (oid < 0) | origin[order] | ((t - open_last[g]) / 1e6 > expire),
-        origin[order] | prev_removed | ((t - prev_t) / 1e6 > expire))
-    starts = np.empty(n, bool)
-    starts[order] = starts_by_group
-    new_id = np.where(starts, next_msg_id - 1 + np.cumsum(starts), -1)
-    # the latest new_id so far within the group, else the open instance
-    nid = new_id[order]
-    pos = np.where((nid >= 0) | first, np.arange(n), 0)
-    last = np.maximum.accumulate(pos) if n else pos
-    msg_by_group = np.where(nid[last] >= 0, nid[last], oid)
-    msg_id = np.empty(n, np.int64)
-    msg_id[order] = msg_by_group
-    open_col = np.empty(n, np.int64)
-    open_col[order] = oid
-    return pa.table({
-        "seq": q.column("seq"), "ts": q.column("ts"), "host": q.column("host"), "qid": q.column("qid"),
-        "kind": kind, "instance": q.column("instance"),
-        "open_id": pa.array(open_col, mask=open_col < 0),
-        "starts": pa.array(starts),
+    cut_sorted = first | origin[order] | prev_removed | ((t - prev_t) / 1e6 > expire)
+    cut = np.empty(n, bool)
+    cut[order] = cut_sorted
+    head = np.empty(n, bool)
+    head[order] = first
+    # each row's segment: the rank (in line order) of the latest cut at or before it in its group
+    rank = np.cumsum(cut) - 1
+    pos = np.where(cut_sorted, np.arange(n), 0)
+    seg = np.empty(n, np.int64)
+    seg[order] = rank[order][np.maximum.accumulate(pos)] if n else pos
+    starts_at = np.flatnonzero(cut)
+    nseg = len(starts_at)
+    rows = q.column("seq").to_numpy(zero_copy_only=False)  # ev1 rows: the batch's seq counts from 0
+    seg_of_row = np.full(ev1.num_rows, -1, np.int64)
+    seg_of_row[rows] = seg
+    family_seg = {f: seg_of_row[families[f].column("seq").to_numpy(zero_copy_only=False)] for f in _CEV}
+    keep = np.zeros(ev1.num_rows, bool)  # a filter copies the strings in runs, a take one by one
+    keep[rows] = True
+    return Segments(
+        q=q, group=group, seg=seg, cut=cut, keys=enc.dictionary,
+        seg_group=group[starts_at], seg_head=head[starts_at], seg_origin=origin[starts_at],
+        seg_first_us=ts[starts_at],
+        facts=_facts(q, seg, nseg, families, family_seg), family_seg=family_seg,
+        lines=text.filter(pa.array(keep)))
+
+
+def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
+              source_name: str, batch: dict[str, pa.Table], segments: Segments,
+              first_seq: int) -> tuple[int, BatchResult]:
+    """Fold the batch (the parser's tables as registered by parser.load, and its `segments`)
+    into the store. Returns the next free msg_id."""
+    expire = float(config.expire_after_seconds)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE open_msgs AS
+        SELECT msg_id, host, queue_id, last_ts, first_seq FROM messages WHERE open""")
+    seg_msg, starts, qev = _assign(con, segments, next_msg_id, expire, first_seq)
+    con.register("qev", qev)  # scanned in place, like the parser's tables
+    cev = _with_msg_ids(con, batch, segments, seg_msg, qev)
+    _merge_messages(con, _msg_batch(segments, seg_msg, first_seq))
+    _write_attempts(con, cev["delivery"])
+    _merge_recipients(con)
+    _write_rejects_links_lines(con, source_name, config.link_window_seconds)
+    result = BatchResult()
+    result.evicted = _close_and_evict(con, config)
+    _count_lines(con, result.evicted)
+    result.messages = len(seg_msg)
+    for name in (*_CEV, "lines"):
+        con.unregister(f"cev_{name}")
+    con.unregister("qev")
+    return next_msg_id + int(np.count_nonzero(starts)), result
+
+
+def _assign(con: duckdb.DuckDBPyConnection, segs: Segments, next_msg_id: int, expire: float,
+            first_seq: int) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """Each segment's instance: a group's first segment continues the group's open instance
+    unless it starts with an origin or comes over `expire` seconds after the instance's last
+    line; every other segment is a new instance (msg_ids in order of first line). Where an
+    open (host, queue ID) is not unique (lines that arrived out of order can leave that), the
+    one seen last takes the lines. Returns msg_id and `starts` per segment, and qev: each
+    message line with its instance (msg_id), whether it starts one (`starts`, with its
+    `new_id`) and the open instance of its group (`open_id`)."""
+    o = con.sql("SELECT msg_id, host, queue_id, epoch_us(last_ts) AS last_us FROM open_msgs").to_arrow_table()
+    ogid = pc.fill_null(pc.index_in(_keys(o.column("host"), o.column("queue_id")), value_set=segs.keys), -1)
+    ogid = ogid.to_numpy(zero_copy_only=False).astype(np.int64)
+    here = ogid >= 0
+    ogid = ogid[here]
+    oid = o.column("msg_id").to_numpy(zero_copy_only=False)[here]
+    olast = o.column("last_us").to_numpy(zero_copy_only=False)[here]
+    if len(np.unique(ogid)) != len(ogid):
+        order = np.lexsort((oid, olast, ogid))
+        keep = np.ones(len(order), bool)
+        keep[:-1] = ogid[order][1:] != ogid[order][:-1]
+        ogid, oid, olast = ogid[order[keep]], oid[order[keep]], olast[order[keep]]
+    open_id = np.full(len(segs.keys), -1, np.int64)
+    open_last = np.zeros(len(segs.keys), np.int64)
+    open_id[ogid] = oid
+    open_last[ogid] = olast
+    sg = segs.seg_group
+    seg_open = open_id[sg]
+    continues = segs.seg_head & (seg_open >= 0) & ~segs.seg_origin & \
+        ((segs.seg_first_us - open_last[sg]) / 1e6 <= expire)
+    starts = ~continues
+    seg_msg = np.where(starts, next_msg_id - 1 + np.cumsum(starts), seg_open)
+    msg_id = seg_msg[segs.seg]
+    row_starts = segs.cut & starts[segs.seg]
+    new_id = np.where(row_starts, msg_id, -1)
+    row_open = open_id[segs.group]
+    q = segs.q
+    qev = pa.table({
+        "seq": pc.add(q.column("seq"), pa.scalar(first_seq, pa.int64())), "ts": q.column("ts"),
+        "host": q.column("host"), "qid": q.column("qid"), "kind": q.column("kind"), "instance": q.column("instance"),
+        "open_id": pa.array(row_open, mask=row_open < 0),
+        "starts": pa.array(row_starts),
         "new_id": pa.array(new_id, mask=new_id < 0),
         "msg_id": pa.array(msg_id),
     })
+    return seg_msg, starts, qev
 
 
-_MSG_BATCH_SQL = """
-        CREATE OR REPLACE TEMP TABLE msg_batch AS
-        WITH base AS (
-            SELECT msg_id, any_value(host) AS host, any_value(qid) AS queue_id, arg_min(instance, seq) AS instance,
-                   min(ts) AS first_ts, max(ts) AS last_ts, min(seq) AS first_seq, max(seq) AS last_seq,
-                   bool_or(kind = 'removed') AS removed
-            FROM qev GROUP BY msg_id
-        ), cl AS (
-            SELECT c.msg_id, arg_max(c.service, c.seq) AS origin, arg_max(c.client_host, c.seq) AS client_host,
-                   arg_max(c.client_ip, c.seq) AS client_ip, arg_max(c.sasl_method, c.seq) AS sasl_method,
-                   arg_max(c.sasl_user, c.seq) AS sasl_user
-            FROM cev_client c WHERE c.msg_id IS NOT NULL GROUP BY c.msg_id
-        ), pk AS (
-            SELECT p.msg_id, arg_max(p.sender, p.seq) AS sender FROM cev_pickup p WHERE p.msg_id IS NOT NULL GROUP BY p.msg_id
-        ), mid AS (
-            SELECT m.msg_id, arg_min(m.message_id, m.seq) AS message_id
-            FROM cev_message_id m WHERE m.msg_id IS NOT NULL AND m.kind = 'message_id' GROUP BY m.msg_id
-        ), hc AS (
-            SELECT h.msg_id,
-                   arg_min(trim(substr(h.check_text, 9)), h.seq)
-                       FILTER (WHERE h.stage = 'header' AND lower(substr(h.check_text, 1, 8)) = 'subject:') AS subject_raw,
-                   arg_max(h.action, h.seq) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action,
-                   max(h.ts) FILTER (WHERE h.action IN ('reject', 'discard', 'hold')) AS action_ts
-            FROM cev_header_action h WHERE h.msg_id IS NOT NULL GROUP BY h.msg_id
-        ), qd AS (
-            SELECT e.msg_id, arg_min(e.sender, e.seq) AS sender, arg_min(e.size, e.seq) FILTER (WHERE e.kind = 'queued') AS size,
-                   arg_min(e.nrcpt, e.seq) FILTER (WHERE e.kind = 'queued') AS nrcpt,
-                   min(e.ts) FILTER (WHERE e.kind = 'queued') AS queued_ts,
-                   max(e.ts) FILTER (WHERE e.kind = 'expired') AS expired_ts
-            FROM cev_queue e WHERE e.msg_id IS NOT NULL GROUP BY e.msg_id
-        ), hold AS (
-            SELECT i.msg_id, max(i.ts) FILTER (WHERE i.kind = 'hold') AS held_ts,
-                   max(i.ts) FILTER (WHERE i.kind = 'release') AS released_ts
-            FROM cev_info i WHERE i.msg_id IS NOT NULL AND i.kind IN ('hold', 'release') GROUP BY i.msg_id
-        ), dk AS (
-            SELECT d.msg_id, arg_max(d.dkim_domain, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_domain,
-                   arg_max(d.dkim_selector, d.seq) FILTER (WHERE d.kind = 'dkim_sign') AS dkim_selector,
-                   arg_max(d.dkim_result, d.seq) FILTER (WHERE d.kind = 'dkim_verify') AS dkim_result
-            FROM cev_dkim d WHERE d.msg_id IS NOT NULL GROUP BY d.msg_id
-        )
-        SELECT base.*, coalesce(cl.origin, CASE WHEN pk.msg_id IS NOT NULL THEN 'pickup' END) AS origin,
-               cl.client_host, cl.client_ip, cl.sasl_method, cl.sasl_user, mid.message_id,
-               CASE WHEN instr(hc.subject_raw, '=?') > 0 THEN pi_mime(hc.subject_raw) ELSE hc.subject_raw END AS subject,
-               coalesce(qd.sender, pk.sender) AS sender, qd.sender AS qmgr_sender, qd.size, qd.nrcpt, qd.queued_ts, qd.expired_ts,
-               CASE WHEN hold.released_ts >= hold.held_ts THEN NULL ELSE hold.held_ts END AS held_ts,
-               hold.released_ts, hc.action, hc.action_ts, dk.dkim_domain, dk.dkim_selector, dk.dkim_result
-        FROM base LEFT JOIN cl USING (msg_id) LEFT JOIN pk USING (msg_id) LEFT JOIN mid USING (msg_id)
-             LEFT JOIN hc USING (msg_id) LEFT JOIN qd USING (msg_id) LEFT JOIN hold USING (msg_id) LEFT JOIN dk USING (msg_id)
-"""
+def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], segs: Segments,
+                  seg_msg: np.ndarray, qev: pa.Table) -> dict[str, pa.Table]:
+    """cev_<family>: the family's rows with the msg_id of their line (NULL when not a message
+    line), so that the merges below group by it instead of joining qev on seq; cev_lines:
+    the raw message lines for the lines table. Registered, and returned by family."""
+    cev: dict[str, pa.Table] = {}
+    for family in _CEV:
+        at = segs.family_seg[family]
+        ids = np.where(at >= 0, seg_msg[at], -1) if len(seg_msg) else np.full(len(at), -1, np.int64)
+        cev[family] = batch[f"ev_{family}"].append_column("msg_id", pa.array(ids, mask=ids < 0))
+        con.register(f"cev_{family}", cev[family])
+    con.register("cev_lines", pa.table({"msg_id": qev.column("msg_id"), "seq": qev.column("seq"),
+                                        "ts": qev.column("ts"), "line": segs.lines}))
+    return cev
 
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -272,33 +245,34 @@ def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(bool)
 
 
-def _in_seq_order(table: pa.Table) -> bool:
-    seq = table.column("seq").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
-    return bool(np.all(seq[1:] > seq[:-1]))
+def _msg_batch(segs: Segments, seg_msg: np.ndarray, first_seq: int) -> pa.Table:
+    """msg_batch: the segments' facts with their msg_ids and store-wide seq numbers, by msg_id."""
+    facts = segs.facts
+    for name in ("first_seq", "last_seq"):
+        at = facts.schema.get_field_index(name)
+        facts = facts.set_column(at, name, pc.add(facts.column(at), pa.scalar(first_seq, pa.int64())))
+    facts = facts.add_column(0, "msg_id", pa.array(seg_msg, pa.int64()))
+    return facts.take(pa.array(np.argsort(seg_msg, kind="stable")))
 
 
-def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None:
-    """_MSG_BATCH_SQL in numpy, for rows in seq order (None otherwise): per instance, the
-    first or last row with a value (arg_min/arg_max by seq skip NULLs) and min/max times."""
-    tables = (qev, *(cev[f] for f in ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim")))
-    if not all(_in_seq_order(t) for t in tables):
-        return None
-    msgs, qpos = np.unique(qev.column("msg_id").to_numpy(zero_copy_only=False).astype(np.int64), return_inverse=True)
-    m = len(msgs)
+def _facts(q: pa.Table, seg: np.ndarray, m: int, families: dict[str, pa.Table],
+           family_seg: dict[str, np.ndarray]) -> pa.Table:
+    """Per segment, what its lines of this batch say: the first or last row with a value (of
+    the family that carries it, in line order) and min/max times."""
 
-    def positions(table: pa.Table) -> np.ndarray:
-        """Each row's instance as its index in msgs (-1: not a message line)."""
-        ids = pc.fill_null(table.column("msg_id"), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        if not m:
-            return np.full(len(ids), -1, np.int64)
-        at = np.minimum(np.searchsorted(msgs, ids), m - 1)
-        return np.where((ids >= 0) & (msgs[at] == ids), at, -1)
+    def in_line_order(family: str) -> tuple[pa.Table, np.ndarray]:
+        table, pos = families[family], family_seg[family]
+        seq = table.column("seq").to_numpy(zero_copy_only=False)
+        if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
+            order = np.argsort(seq, kind="stable")
+            table, pos = table.take(pa.array(order)), pos[order]
+        return table, pos
 
     def valid(col: pa.ChunkedArray) -> np.ndarray:
         return np.asarray(col.is_valid()) if col.null_count else np.ones(len(col), bool)
 
     def row_of(pos: np.ndarray, ok: np.ndarray, last: bool) -> np.ndarray:
-        """Per instance, its first (last) row where ok; -1 when none."""
+        """Per segment, its first (last) row where ok; -1 when none."""
         rows = np.flatnonzero(ok & (pos >= 0))
         acc = np.full(m, -1 if last else _I64_MAX, np.int64)
         (np.maximum if last else np.minimum).at(acc, pos[rows], rows)
@@ -312,7 +286,7 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
         return col.take(pa.array(idx, mask=idx < 0))
 
     def extreme(table: pa.Table, pos: np.ndarray, name: str, ok: np.ndarray | None, fn: np.ufunc):
-        """min or max of a timestamp column per instance, over the rows where ok."""
+        """min or max of a timestamp column per segment, over the rows where ok."""
         col = table.column(name)
         mask = valid(col) & (pos >= 0) if ok is None else ok & valid(col) & (pos >= 0)
         values = pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False)[mask]
@@ -322,23 +296,23 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
         seen[pos[mask]] = True
         return pc.cast(pa.array(acc, mask=~seen), col.type)
 
-    everything = np.ones(qev.num_rows, bool)
-    out: dict[str, pa.Array | pa.ChunkedArray] = {"msg_id": pa.array(msgs)}
-    first = row_of(qpos, everything, False)
-    out["host"] = qev.column("host").take(pa.array(first))
-    out["queue_id"] = qev.column("qid").take(pa.array(first))
-    out["instance"] = pick(qev, qpos, "instance", last=False)
-    out["first_ts"] = extreme(qev, qpos, "ts", None, np.minimum)
-    out["last_ts"] = extreme(qev, qpos, "ts", None, np.maximum)
-    seq = qev.column("seq").to_numpy(zero_copy_only=False)
+    everything = np.ones(q.num_rows, bool)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {}
+    first = row_of(seg, everything, False)
+    out["host"] = q.column("host").take(pa.array(first))
+    out["queue_id"] = q.column("qid").take(pa.array(first))
+    out["instance"] = pick(q, seg, "instance", last=False)
+    out["first_ts"] = extreme(q, seg, "ts", None, np.minimum)
+    out["last_ts"] = extreme(q, seg, "ts", None, np.maximum)
+    seq = q.column("seq").to_numpy(zero_copy_only=False)
     out["first_seq"] = pa.array(seq[first])
-    out["last_seq"] = pa.array(seq[row_of(qpos, everything, True)])
+    out["last_seq"] = pa.array(seq[row_of(seg, everything, True)])
     removed = np.zeros(m, bool)
-    removed[qpos[_bools(pc.equal(qev.column("kind"), "removed"))]] = True
+    removed[seg[_bools(pc.equal(q.column("kind"), "removed"))]] = True
     out["removed"] = pa.array(removed)
 
-    client, cpos = cev["client"], positions(cev["client"])
-    pickup, ppos = cev["pickup"], positions(cev["pickup"])
+    client, cpos = in_line_order("client")
+    pickup, ppos = in_line_order("pickup")
     origin = pick(client, cpos, "service")
     picked_up = np.zeros(m, bool)
     picked_up[ppos[ppos >= 0]] = True
@@ -346,11 +320,9 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
                                                    pa.scalar(None, origin.type)))
     for name in ("client_host", "client_ip", "sasl_method", "sasl_user"):
         out[name] = pick(client, cpos, name)
-    mid = cev["message_id"]
-    out["message_id"] = pick(mid, positions(mid), "message_id", _bools(pc.equal(mid.column("kind"), "message_id")),
-                             last=False)
-    head = cev["header_action"]
-    hpos = positions(head)
+    mid, mpos = in_line_order("message_id")
+    out["message_id"] = pick(mid, mpos, "message_id", _bools(pc.equal(mid.column("kind"), "message_id")), last=False)
+    head, hpos = in_line_order("header_action")
     text = head.column("check_text")
     is_subject = _bools(pc.and_(pc.equal(head.column("stage"), "header"),
                                 pc.equal(pc.utf8_lower(pc.utf8_slice_codeunits(text, 0, 8)), "subject:")))
@@ -362,8 +334,7 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
             values[i] = _decode_cached(values[i])
         raw = pa.array(values, pa.string())
     out["subject"] = raw
-    queue = cev["queue"]
-    qd = positions(queue)
+    queue, qd = in_line_order("queue")
     queued = _bools(pc.equal(queue.column("kind"), "queued"))
     qmgr_sender = pick(queue, qd, "sender", last=False)
     out["sender"] = pc.coalesce(qmgr_sender, pick(pickup, ppos, "sender"))
@@ -372,8 +343,7 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
     out["nrcpt"] = pick(queue, qd, "nrcpt", queued, last=False)
     out["queued_ts"] = extreme(queue, qd, "ts", queued, np.minimum)
     out["expired_ts"] = extreme(queue, qd, "ts", _bools(pc.equal(queue.column("kind"), "expired")), np.maximum)
-    info = cev["info"]
-    ipos = positions(info)
+    info, ipos = in_line_order("info")
     held = extreme(info, ipos, "ts", _bools(pc.equal(info.column("kind"), "hold")), np.maximum)
     released = extreme(info, ipos, "ts", _bools(pc.equal(info.column("kind"), "release")), np.maximum)
     out["held_ts"] = pc.if_else(pc.fill_null(pc.greater_equal(released, held), False), pa.scalar(None, held.type), held)
@@ -381,8 +351,7 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
     acted = _bools(pc.is_in(head.column("action"), value_set=_ACTIONS))
     out["action"] = pick(head, hpos, "action", acted)
     out["action_ts"] = extreme(head, hpos, "ts", acted, np.maximum)
-    dkim = cev["dkim"]
-    dpos = positions(dkim)
+    dkim, dpos = in_line_order("dkim")
     signed = _bools(pc.equal(dkim.column("kind"), "dkim_sign"))
     out["dkim_domain"] = pick(dkim, dpos, "dkim_domain", signed)
     out["dkim_selector"] = pick(dkim, dpos, "dkim_selector", signed)
@@ -390,15 +359,9 @@ def _msg_batch_numpy(qev: pa.Table, cev: dict[str, pa.Table]) -> pa.Table | None
     return pa.table(out)
 
 
-def _merge_messages(con: duckdb.DuckDBPyConnection, qev: pa.Table | None = None,
-                    cev: dict[str, pa.Table] | None = None) -> None:
-    """This batch's facts per instance, merged into the instances already stored (`qev` and
-    `cev` as Arrow, when the caller has them: msg_batch is made in numpy)."""
-    made = _msg_batch_numpy(qev, cev) if qev is not None and cev else None
-    if made is not None:
-        con.register("msg_batch", made)
-    else:
-        con.execute(_MSG_BATCH_SQL)
+def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table) -> None:
+    """This batch's facts per instance (`msg_batch`), merged into the instances already stored."""
+    con.register("msg_batch", msg_batch)
     con.execute("""
         -- instances replaced by a new one with the same queue ID in this batch
         CREATE OR REPLACE TEMP TABLE superseded AS
@@ -439,28 +402,14 @@ _ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport
 _TLS_WINDOW_US = 600 * 1_000_000
 
 
-def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table | None = None) -> None:
-    """Delivery lines, each with the TLS handshake its process logged just before it
-    (`delivery`: cev_delivery as Arrow, when the caller has it: matched in numpy)."""
+def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> None:
+    """Delivery lines (cev_delivery), each with the TLS handshake its process logged just
+    before it (matched in numpy)."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE tls_seen AS
         SELECT host, pid, seq, ts, peer, tls_direction, tls_protocol, tls_trust, tls_cipher FROM ev_tls
         UNION ALL SELECT * FROM pid_tls""")
-    if delivery is not None:
-        con.register("att_batch", _attempts_numpy(con, delivery))
-    else:
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE att_batch AS
-            SELECT d.msg_id, d.seq, d.ts, d.rcpt AS recipient, d.orig_rcpt AS orig_recipient, d.daemon AS transport,
-                   d.instance, d.relay, d.delay, d.delay_before_queue, d.delay_in_queue, d.delay_connect, d.delay_transmit,
-                   d.dsn, d.status, d.response, d.code,
-                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_protocol END AS tls_protocol,
-                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_trust END AS tls_trust,
-                   CASE WHEN t.peer = d.relay AND epoch(d.ts - t.ts) <= 600 THEN t.tls_cipher END AS tls_cipher,
-                   d.link_kind, d.child_qid, d.host
-            FROM (SELECT * FROM cev_delivery WHERE msg_id IS NOT NULL) d
-            ASOF LEFT JOIN (SELECT * FROM tls_seen WHERE tls_direction = 'to') t
-                ON t.host = d.host AND t.pid = d.pid AND d.seq > t.seq""")
+    con.register("att_batch", _attempts_numpy(con, delivery))
     con.execute("""
         INSERT INTO attempts BY NAME SELECT * EXCLUDE (link_kind, child_qid, host) FROM att_batch;
 

@@ -101,15 +101,14 @@ class Pipeline:
                 state = store.new_source(log.name, log.fingerprint)
         clock = Clock(anchor=log.mtime, year=state.clock_year, month=state.clock_month)
         consumed = False
-        max_line = self.reader.max_line_bytes
         # the read-ahead thread reads, splits and parses the next batch while this one is
         # correlated and committed; its cursor only converts BSD local times to UTC
         cursor = store.con.cursor()
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
         try:
-            for size, parsed, end_offset in _read_ahead(batches):
+            for size, parsed, segments, end_offset in _read_ahead(batches):
                 consumed = True
-                self._ingest_chunk(size, parsed, end_offset, state, log, stats)
+                self._ingest_chunk(size, parsed, segments, end_offset, state, log, stats)
                 if progress:
                     progress(size)
                 if stop is not None and stop.is_set():
@@ -121,20 +120,28 @@ class Pipeline:
         return state.offset
 
     def _parsed(self, raw: Iterator[tuple[bytes, int]], clock: Clock,
-                cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[int, parser.Parsed, int]]:
-        """(bytes, parsed batch, end offset) per chunk; the raw chunk is let go as soon as it
-        is split, not kept alive beside its parsed form."""
+                cursor: duckdb.DuckDBPyConnection
+                ) -> Iterator[tuple[int, parser.Parsed, correlator.Segments | None, int]]:
+        """(bytes, parsed batch, its segments, end offset) per chunk; the raw chunk is let go
+        as soon as it is split, not kept alive beside its parsed form."""
         for chunk, end_offset in raw:
             size = len(chunk)
             lines = split_lines(chunk, self.reader.max_line_bytes)
             del chunk
-            yield size, parser.prepare(lines, clock, self.parser_config, cursor), end_offset
+            parsed = parser.prepare(lines, clock, self.parser_config, cursor)
+            yield size, parsed, self._segments(parsed), end_offset
 
-    def _ingest_chunk(self, size: int, parsed: parser.Parsed, end_offset: int, state: SourceState,
-                      log: LogInput, stats: IngestStats) -> None:
+    def _segments(self, parsed: parser.Parsed) -> correlator.Segments | None:
+        """The correlator's work that needs only the batch (see correlator.Segments)."""
+        if not len(parsed.text):
+            return None
+        return correlator.prepare(parsed.ev1, parsed.families, parsed.text, self.correlator_config)
+
+    def _ingest_chunk(self, size: int, parsed: parser.Parsed, segments: correlator.Segments | None,
+                      end_offset: int, state: SourceState, log: LogInput, stats: IngestStats) -> None:
         store = self.store
         with store.transaction() as con:
-            n = self._ingest_batch(con, parsed, log.name, stats)
+            n = self._ingest_batch(con, parsed, segments, log.name, stats)
             state.offset = end_offset
             state.lines += n
             state.name = log.name
@@ -153,21 +160,22 @@ class Pipeline:
         clock.anchor = datetime.now(timezone.utc)
         lines = lines_from_texts(texts, self.reader.max_line_bytes)
         with self.store.transaction() as con:
-            n = self._ingest_batch(con, parser.prepare(lines, clock, self.parser_config, con), source, stats)
+            parsed = parser.prepare(lines, clock, self.parser_config, con)
+            n = self._ingest_batch(con, parsed, self._segments(parsed), source, stats)
             for key, value in (meta or {}).items():
                 self.store.set_meta(key, value)
         stats.lines += n
 
-    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed, source: str,
-                      stats: IngestStats) -> int:
+    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed,
+                      segments: correlator.Segments | None, source: str, stats: IngestStats) -> int:
         store = self.store
         n = len(parsed.text)
-        if not n:
+        if not n or segments is None:
             return 0
         first_seq = store.counter("next_seq")
         backwards, tables = parser.load(con, parsed, first_seq)
         next_msg_id, result = correlator.correlate(
-            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables)
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq)
         records.refresh(con, first_seq)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
