@@ -101,8 +101,9 @@ class Pipeline:
                 state = store.new_source(log.name, log.fingerprint)
         clock = Clock(anchor=log.mtime, year=state.clock_year, month=state.clock_month)
         consumed = False
-        # the read-ahead thread reads, splits and parses the next batch while this one is
-        # correlated and committed; its cursor only converts BSD local times to UTC
+        # the read-ahead thread reads, splits and parses the next batch and cuts it into
+        # segments (correlator.prepare) while this one is correlated and committed; its
+        # cursor only converts BSD local times to UTC
         cursor = store.con.cursor()
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
         try:
@@ -213,8 +214,8 @@ def _leave_room_for_batches(store: Store, batch_bytes: int) -> None:
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """Iterate `items` one step ahead in a thread: the next batch is read, split and parsed
-    while this one is correlated and stored (DuckDB, numpy, the native parser and file reads
+    """Iterate `items` one step ahead in a thread: the next batch is read, split, parsed and
+    segmented while this one is correlated and stored (DuckDB, numpy, the native parser and file reads
     release the GIL). Only one batch is made ahead: the next is started when the consumer
     takes the one waiting, so at most two parsed batches are in memory. Errors surface in
     order, after the batches before them; stopping early stops the thread (one blocked
