@@ -6,6 +6,7 @@ This module and app wiring are the only places that import both the ingest side
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -346,12 +347,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         log = workdir / "demo-mail.log"
         print(f"generating a demo log of about {args.lines} lines: {log}", file=sys.stderr)
-        # about three days of traffic ending now, so the pages' default time ranges show it
+        # about three days of traffic ending now, so the pages' default time ranges show it:
+        # a dry run says where the log ends (retries and expiries run past the last arrival),
+        # and the same log, shifted back by that much, is written
         days = 3
-        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=days)
+        now = datetime.now(timezone.utc).replace(microsecond=0)
         rate = args.lines / 12 / (days * 86400)  # a session logs about 12 lines
-        generator.main(["--lines", str(args.lines), "--seed", "7", "--out", str(log), "--format", "rfc3339",
-                        "--start", start.isoformat(), "--rate", f"{rate:.6f}", "--hosts", "mx1,mx2"])
+        options = {"seed": 7, "hosts": ("mx1", "mx2"), "timestamp_format": "rfc3339", "messages_per_second": rate}
+        dry = generator.generate(io.BytesIO(), args.lines, start=now - timedelta(days=days), **options)
+        start = now - timedelta(days=days, microseconds=dry.last_us - int(now.timestamp() * 1e6))
+        made = generator.generate(log, args.lines, start=start, **options)
+        print(f"{made.lines} lines, {made.messages} queue IDs, {made.records} delivery records, "
+              f"{start:%Y-%m-%d %H:%M} to {datetime.fromtimestamp(made.last_us / 1e6, timezone.utc):%Y-%m-%d %H:%M} UTC",
+              file=sys.stderr)
         files = [str(log)]
     db = args.db or workdir / "demo.duckdb"
     store = Store(StoreConfig(path=db))

@@ -81,6 +81,7 @@ class GeneratorStats:
     messages: int = 0          # queue IDs assigned (bounce notices and filter children included)
     records: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    last_us: int = 0           # time of the last line (microseconds since the epoch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +426,7 @@ class _Sim:
         self.parts.append(data)
         self.parts_len += len(data)
         self.stats.lines += len(bucket)
+        self.stats.last_us = max(self.stats.last_us, bucket[-1][0])
         if self.parts_len >= WRITE_CHUNK:
             self._write_parts()
 
