@@ -23,6 +23,7 @@ from datasource_api import access, pages, routes
 from exporter import metrics
 from exporter.settings import ServeConfig
 from exporter.sources import loki, syslog
+from exporter.store import db
 from exporter.worker import IngestWorker, QueueFull
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,12 @@ def build_app(config: ServeConfig) -> web.Application:
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
     app.router.add_post("/loki/api/v1/push", handle_loki_push)
-    reader = worker.store.con.cursor()   # made here, before the worker thread writes
+    reader = db.cursor(worker.store.con)   # made here, before the worker thread writes
     reader_lock = threading.Lock()
 
     def cursor() -> duckdb.DuckDBPyConnection:
         with reader_lock:
-            return reader.cursor()
+            return db.cursor(reader)
 
     routes.register(app, cursor, config.api)
     pages.register(app, tokens=config.api.tokens)

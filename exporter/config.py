@@ -52,4 +52,7 @@ class StoreConfig(_Stage):
     threads: int = Field(2, ge=1)
     memory_limit: str = Field("750MB", description="DuckDB memory_limit (the batches in flight are counted in it)")
     checkpoint_mb: int = Field(128, ge=1, description="WAL size that triggers a checkpoint (DuckDB checkpoint_threshold)")
+    row_group_rows: int = Field(16384, ge=2048, description=(
+        "rows per DuckDB row group: a batch's rows of a table that fill whole row groups are "
+        "written compressed at once instead of through the WAL (DuckDB's default is 122880)"))
     retention_days: float | None = Field(None, gt=0, description="drop data older than this")

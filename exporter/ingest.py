@@ -28,6 +28,7 @@ from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
 from exporter.sources.lines import Lines, split_lines
 from exporter.store import records
+from exporter.store import db
 from exporter.store.db import SourceState, Store
 
 T = TypeVar("T")
@@ -104,7 +105,7 @@ class Pipeline:
         # the read-ahead thread reads, splits and parses the next batch and cuts it into
         # segments (correlator.prepare) while this one is correlated and committed; its
         # cursor only converts BSD local times to UTC
-        cursor = store.con.cursor()
+        cursor = db.cursor(store.con)
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
         try:
             for size, parsed, segments, end_offset in _read_ahead(batches):

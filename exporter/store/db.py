@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,15 +30,68 @@ class SourceState:
     clock_month: int | None
 
 
-def connect(path: Path | str, *, read_only: bool = False, threads: int = 2,
-            memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
-    try:
-        con = duckdb.connect(str(path), read_only=read_only,
-                             config={"threads": threads, "memory_limit": memory_limit})
-    except duckdb.IOException as exc:
-        raise StoreError(f"{path}: {exc}") from exc
+# The store file is attached under this name (and made the default catalog): only ATTACH
+# takes a row group size.
+CATALOG = "store"
+
+
+@dataclass
+class _Open:
+    base: duckdb.DuckDBPyConnection   # the connection that attached the file; never handed out
+    read_only: bool
+    users: int
+
+
+# A file can be attached once per process; every Store on it gets its own connection to the
+# one database (as duckdb.connect(path) would share one instance).
+_open: dict[str, _Open] = {}
+_open_lock = threading.Lock()
+
+
+def connect(path: Path | str, *, read_only: bool = False, threads: int = 2, memory_limit: str = "1GB",
+            row_group_rows: int = 16384) -> duckdb.DuckDBPyConnection:
+    """A connection to the store file, on its catalog; give it back with `disconnect`."""
+    key = str(Path(path).resolve())
+    with _open_lock:
+        held = _open.get(key)
+        if held is None:
+            base = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+            quoted = str(path).replace("'", "''")
+            options = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {int(row_group_rows)}"
+            try:
+                base.execute(f"ATTACH '{quoted}' AS {CATALOG} ({options})")
+            except duckdb.IOException as exc:
+                base.close()
+                raise StoreError(f"{path}: {exc}") from exc
+            base.execute("SET TimeZone = 'UTC'")
+            held = _open[key] = _Open(base, read_only, 0)
+        elif held.read_only and not read_only:
+            raise StoreError(f"{path}: already open read-only in this process")
+        held.users += 1
+        con = cursor(held.base)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def disconnect(path: Path | str, con: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection from `connect`; the file is detached when its last one closes."""
+    key = str(Path(path).resolve())
+    con.close()
+    with _open_lock:
+        held = _open.get(key)
+        if held is not None:
+            held.users -= 1
+            if held.users <= 0:
+                del _open[key]
+                held.base.close()
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to the same database (for another thread), on the store: a new
+    cursor starts on DuckDB's in-memory catalog, not on the attached file."""
+    cur = con.cursor()
+    cur.execute(f"USE {CATALOG}")
+    return cur
 
 
 class Store:
@@ -48,7 +102,8 @@ class Store:
             raise StoreError(f"{path}: no such store (ingest a log first)")
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = connect(path, read_only=read_only, threads=config.threads, memory_limit=config.memory_limit)
+        self.con = connect(path, read_only=read_only, threads=config.threads, memory_limit=config.memory_limit,
+                           row_group_rows=config.row_group_rows)
         if read_only:
             version = self.meta("schema_version")
             if version is not None and int(version) < SCHEMA_VERSION:
@@ -67,7 +122,7 @@ class Store:
             self._migrate()
 
     def close(self) -> None:
-        self.con.close()
+        disconnect(self.config.path, self.con)
 
     def _migrate(self) -> None:
         self.con.execute(TABLES)
