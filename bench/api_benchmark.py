@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from service import free_port  # noqa: E402
 
 from exporter.generator import generate  # noqa: E402
+from exporter.config import StoreConfig  # noqa: E402
+from exporter.store import db  # noqa: E402
 from exporter.store import records as record_table  # noqa: E402
 
 # table -> columns shifted by the copy's time offset / id offset / seq offset / queue-ID prefix
@@ -57,12 +59,14 @@ def build_store(records: int, days: int) -> Path:
     base_log = BENCH / "corpus-1000000.log"
     if not base_log.exists():
         generate(str(base_log), 1_000_000, seed=1, hosts=("mx1", "mx2"))
-    base = BENCH / "api-base-v2.duckdb"
+    # the store's row group size is part of what is measured: built with the current default
+    rg = StoreConfig.model_fields["row_group_rows"].default
+    base = BENCH / f"api-base-v3-rg{rg}.duckdb"
     if not base.exists():
         print("ingesting the base corpus ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "exporter.cli", "ingest", "--db", str(base), "--year", "2026",
                         "--timezone", "UTC", str(base_log)], check=True, cwd=ROOT)
-    target = BENCH / f"api-{records}-{days}d.duckdb"
+    target = BENCH / f"api-{records}-{days}d-rg{rg}.duckdb"
     if target.exists():
         return target
     con = duckdb.connect(str(base), read_only=True)
@@ -76,7 +80,7 @@ def build_store(records: int, days: int) -> Path:
     tmp = target.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     subprocess.run(["cp", str(base), str(tmp)], check=True)
-    con = duckdb.connect(str(tmp))
+    con = db.connect(tmp, row_group_rows=rg)  # the copies get the store's row group size
     con.execute(f"ATTACH '{base}' AS base (READ_ONLY)")
     for table, (times, ids, seqs, qids) in COPY.items():
         cols = [r[0] for r in con.execute(f"DESCRIBE base.{table}").fetchall()]
@@ -101,7 +105,7 @@ def build_store(records: int, days: int) -> Path:
     print(f"  delivery_records: rebuilt in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     con.execute("CHECKPOINT")
     n = con.execute("SELECT count(*) FROM delivery_records").fetchall()[0][0]
-    con.close()
+    db.disconnect(tmp, con)
     tmp.rename(target)
     print(f"store: {target} with {n} delivery records", file=sys.stderr)
     return target
