@@ -80,7 +80,7 @@ def build_store(records: int, days: int) -> Path:
     tmp = target.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     subprocess.run(["cp", str(base), str(tmp)], check=True)
-    con = db.connect(tmp, row_group_rows=rg)  # the copies get the store's row group size
+    con = db.connect(tmp, row_group_rows=rg, memory_limit="8GB")  # the copies get the store's row group size
     con.execute(f"ATTACH '{base}' AS base (READ_ONLY)")
     for table, (times, ids, seqs, qids) in COPY.items():
         cols = [r[0] for r in con.execute(f"DESCRIBE base.{table}").fetchall()]

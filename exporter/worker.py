@@ -24,10 +24,12 @@ from exporter.settings import ServeConfig
 from exporter.sources import journald, postqueue
 from exporter.sources.files import LogInput
 from exporter.sources.follow import Follower
+from exporter.store import archive
 from exporter.store.db import Store
 
 log = logging.getLogger(__name__)
 _PUSH_BATCH_LINES = 50_000  # a pushed batch this big is ingested without waiting out the interval
+_RETENTION_EVERY_SECONDS = 3600  # [store] retention_days is applied at start, then this often
 
 
 @dataclass
@@ -74,6 +76,7 @@ class IngestWorker(threading.Thread):
         self._journal_reader: journald.JournalReader | None = None
         self.stats = IngestStats()
         self._next_queue_read = 0.0
+        self._next_retention = 0.0
 
     # -- producers (any thread) ------------------------------------------------------------
     def push(self, source: str, lines: list[str], meta: dict[str, str] | None = None) -> Future:
@@ -97,6 +100,7 @@ class IngestWorker(threading.Thread):
             self._journal_thread.start()
         try:
             while not self._stopping.is_set():
+                self._apply_retention()
                 worked = self._drain_pushed()
                 if not self._stopping.is_set():
                     worked += self.follower.poll()
@@ -110,6 +114,16 @@ class IngestWorker(threading.Thread):
             self._fail_pending(exc)
         finally:
             self.store.close()
+
+    def _apply_retention(self) -> None:
+        """[store] retention_days: what is older goes, in this (the writing) thread."""
+        days = self.config.store.retention_days
+        if days is None or time.monotonic() < self._next_retention:
+            return
+        self._next_retention = time.monotonic() + _RETENTION_EVERY_SECONDS
+        removed = archive.prune(self.store, days)
+        if removed:
+            log.info("retention: dropped %d message instances older than %g days", removed, days)
 
     def _read_file(self, log_input: LogInput) -> int:
         """Follower callback: returns the bytes still unread (0 for compressed files, whose

@@ -364,3 +364,20 @@ def test_a_file_that_appears_later_is_followed(tmp_path: Path) -> None:
     finally:
         assert svc.stop() == 0
     assert _records(tmp_path / "s.duckdb") == _reference(tmp_path, content)
+
+
+def test_retention_days_drops_old_data_while_serving(tmp_path: Path) -> None:
+    """[store] retention_days: serve drops closed messages older than that (at start, then
+    hourly); a message still open stays whatever its age."""
+    db = tmp_path / "s.duckdb"
+    run_cli("ingest", "--db", str(db), "--year", "2026", "--timezone", "UTC", str(GOLDEN / "reuse.log"))
+    assert len(search_json(db)) > 1  # March 2026: months older than a day
+    svc = Service(tmp_path, db, [], config="[store]\nretention_days = 1\n")
+    try:
+        deadline = time.monotonic() + 30
+        while (statuses := [r["status"] for r in search_json(db)]) != ["pending"] and time.monotonic() < deadline:
+            time.sleep(0.2)  # read through the service, which holds the store
+    finally:
+        assert svc.stop() == 0
+    assert statuses == ["pending"]
+    assert [r["status"] for r in search_json(db)] == ["pending"]

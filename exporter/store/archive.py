@@ -1,6 +1,7 @@
 """Retention and Parquet export (hive-partitioned by day, for archive and scale-out)."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -28,19 +29,19 @@ def export_parquet(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str,
 
 
 def prune(store: Store, older_than_days: float) -> int:
-    """Drop closed message instances (and their rows) and other rows older than the cut-off."""
+    """Drop closed message instances (and their rows) and other rows older than the cut-off.
+    Returns how many message instances went."""
+    cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=older_than_days)
     with store.transaction() as con:
         con.execute("""CREATE OR REPLACE TEMP TABLE old_msgs AS
-                       SELECT msg_id FROM messages
-                       WHERE NOT open AND last_ts < now()::TIMESTAMP - to_days(?::INTEGER)""",
-                    [int(older_than_days)])
+                       SELECT msg_id FROM messages WHERE NOT open AND last_ts < ?""", [cutoff])
         n = con.execute("SELECT count(*) FROM old_msgs").fetchall()[0][0]
-        records.prune(con, int(older_than_days))
+        records.prune(con, cutoff)
         for table in ("attempts", "recipients", "lines"):
             con.execute(f"DELETE FROM {table} WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
         con.execute("DELETE FROM links WHERE parent_msg_id IN (SELECT msg_id FROM old_msgs)")
         con.execute("DELETE FROM messages WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
         for table in ("rejects", "unparsed"):
-            con.execute(f"DELETE FROM {table} WHERE ts < now()::TIMESTAMP - to_days(?::INTEGER)", [int(older_than_days)])
-        con.execute("DELETE FROM line_counts WHERE day < (now() - to_days(?::INTEGER))::DATE", [int(older_than_days)])
+            con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff])
+        con.execute("DELETE FROM line_counts WHERE day < ?::DATE", [cutoff])
     return n

@@ -7,6 +7,8 @@ new NOQUEUE rejects): the table never shows half a batch and never drifts from t
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 
 from exporter.reasons import reason_sql
@@ -39,14 +41,18 @@ def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
     _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(first_seq)}", (lo, hi))
 
 
-def rebuild(con: duckdb.DuckDBPyConnection) -> None:
-    """Every record from the facts (a store written before the table existed)."""
+def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None:
+    """Every record from the facts (a store written before the table existed), a range of
+    message instances at a time, so that a large store fits the memory limit."""
     con.execute("DELETE FROM delivery_records")
-    _insert(con, "(SELECT msg_id FROM messages)", "TRUE")
+    lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM messages").fetchall()[0]
+    for start in range(lo or 0, (hi if hi is not None else -1) + 1, ids_per_step):
+        end = start + ids_per_step - 1
+        _insert(con, f"(SELECT msg_id FROM messages WHERE msg_id BETWEEN {start} AND {end})", "FALSE", (start, end))
+    _insert(con, "(SELECT NULL::BIGINT WHERE FALSE)", "TRUE")  # NOQUEUE rejects
 
 
-def prune(con: duckdb.DuckDBPyConnection, cutoff_days: int) -> None:
+def prune(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
     """Records of the pruned instances (temp table old_msgs) and of rejects older than the cut-off."""
     con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
-    con.execute("""DELETE FROM delivery_records WHERE starts_with(rk, 'j')
-                   AND time < now()::TIMESTAMP - to_days(?::INTEGER)""", [cutoff_days])
+    con.execute("DELETE FROM delivery_records WHERE starts_with(rk, 'j') AND time < ?", [cutoff])
