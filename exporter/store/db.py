@@ -1,9 +1,9 @@
 """The store: one DuckDB file; sources' positions commit with the rows they produced."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +63,6 @@ def connect(path: Path | str, *, read_only: bool = False, threads: int = 2, memo
             except duckdb.IOException as exc:
                 base.close()
                 raise StoreError(f"{path}: {exc}") from exc
-            base.execute("SET TimeZone = 'UTC'")
             held = _open[key] = _Open(base, read_only, 0)
         elif held.read_only and not read_only:
             raise StoreError(f"{path}: already open read-only in this process")
