@@ -216,9 +216,9 @@ def _leave_room_for_batches(store: Store, batch_bytes: int) -> None:
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
     """Iterate `items` one step ahead in a thread: the next batch is read, split, parsed and
-    segmented while this one is correlated and stored (DuckDB, numpy, the native parser and file reads
-    release the GIL). Only one batch is made ahead: the next is started when the consumer
-    takes the one waiting, so at most two parsed batches are in memory. Errors surface in
+    segmented while this one is correlated and stored (DuckDB, numpy, the native parser and
+    file reads release the GIL). Only one batch is made ahead: the next is started when the
+    consumer takes the one waiting, so at most two parsed batches are in memory. Errors surface in
     order, after the batches before them; stopping early stops the thread (one blocked
     reading a pipe is left behind, as a daemon, rather than waited for)."""
     slot: queue.Queue = queue.Queue(maxsize=1)
