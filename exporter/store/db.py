@@ -49,8 +49,9 @@ _open_lock = threading.Lock()
 
 
 def connect(path: Path | str, *, read_only: bool = False, threads: int = 2, memory_limit: str = "1GB",
-            row_group_rows: int = 16384) -> duckdb.DuckDBPyConnection:
-    """A connection to the store file, on its catalog; give it back with `disconnect`."""
+            row_group_rows: int) -> duckdb.DuckDBPyConnection:
+    """A connection to the store file, on its catalog; give it back with `disconnect`.
+    `row_group_rows` (StoreConfig's) applies to a file attached for writing."""
     key = str(Path(path).resolve())
     with _open_lock:
         held = _open.get(key)
@@ -109,8 +110,9 @@ class Store:
                 raise StoreError(f"{path}: store format {version} predates this program; open it once with "
                                  "`postfix-insights ingest` or `serve` (not read-only) to upgrade it")
         else:
-            # Checkpoint (fold the WAL into the file) every few batches, not after each: its cost
-            # grows with the store, and the WAL already makes each committed batch durable.
+            # Checkpoint (fold the WAL into the file) every few batches, not after each: one per
+            # batch cost more than the WAL writes it saves (BENCHMARKS.md), and the WAL already
+            # makes each committed batch durable.
             self.con.execute(f"SET checkpoint_threshold = '{config.checkpoint_mb}MB'")
             # Each batch deletes a few rows scattered over the big tables (the records and open
             # instances it rewrites). Vacuuming them at a checkpoint rewrites whole row groups, a
