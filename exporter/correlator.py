@@ -160,9 +160,10 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     seg_msg, starts, qev = _assign(con, segments, next_msg_id, expire, first_seq)
     con.register("qev", qev)  # scanned in place, like the parser's tables
     cev = _with_msg_ids(con, batch, segments, seg_msg, qev)
-    _merge_messages(con, _msg_batch(segments, seg_msg, first_seq))
+    new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
+    _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
     _write_attempts(con, cev["delivery"])
-    _merge_recipients(con)
+    _merge_recipients(con, new_ids)
     _write_rejects_links_lines(con, source_name, config.link_window_seconds)
     result = BatchResult()
     result.evicted = _close_and_evict(con, config)
@@ -171,7 +172,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     for name in (*_CEV, "lines"):
         con.unregister(f"cev_{name}")
     con.unregister("qev")
-    return next_msg_id + int(np.count_nonzero(starts)), result
+    return new_ids[1] + 1, result
 
 
 def _assign(con: duckdb.DuckDBPyConnection, segs: Segments, next_msg_id: int, expire: float,
@@ -359,41 +360,52 @@ def _facts(q: pa.Table, seg: np.ndarray, m: int, families: dict[str, pa.Table],
     return pa.table(out)
 
 
-def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table) -> None:
-    """This batch's facts per instance (`msg_batch`), merged into the instances already stored."""
+def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table, new_ids: tuple[int, int]) -> None:
+    """This batch's facts per instance (`msg_batch`), merged into the instances already stored.
+    The instances `new_ids` (first and last msg_id) start in this batch: they go in as they are."""
+    new = f"msg_id BETWEEN {new_ids[0]} AND {new_ids[1]}"
     con.register("msg_batch", msg_batch)
-    con.execute("""
+    con.execute(f"""
         -- instances replaced by a new one with the same queue ID in this batch
         CREATE OR REPLACE TEMP TABLE superseded AS
         SELECT DISTINCT o.msg_id FROM open_msgs o JOIN qev q ON q.host = o.host AND q.qid = o.queue_id
         WHERE q.starts AND q.msg_id <> o.msg_id;
 
+        -- instances continued from an earlier batch: their stored (open) row merged with the batch's
         CREATE OR REPLACE TEMP TABLE msg_merged AS
-        SELECT b.msg_id, b.host, b.queue_id, coalesce(m.instance, b.instance) AS instance,
-               coalesce(m.first_ts, b.first_ts) AS first_ts, greatest(m.last_ts, b.last_ts) AS last_ts,
-               coalesce(m.first_seq, b.first_seq) AS first_seq, greatest(m.last_seq, b.last_seq) AS last_seq,
-               coalesce(m.origin, b.origin) AS origin, coalesce(m.client_host, b.client_host) AS client_host,
-               coalesce(m.client_ip, b.client_ip) AS client_ip, coalesce(m.sasl_method, b.sasl_method) AS sasl_method,
-               coalesce(m.sasl_user, b.sasl_user) AS sasl_user, coalesce(m.message_id, b.message_id) AS message_id,
-               coalesce(m.subject, b.subject) AS subject,
-               -- qmgr's envelope sender is the full address; pickup's (from an earlier batch) may be a bare login
-               CASE WHEN m.queued_ts IS NULL AND b.qmgr_sender IS NOT NULL THEN b.qmgr_sender
-                    ELSE coalesce(m.sender, b.sender) END AS sender,
-               coalesce(m.size, b.size) AS size, coalesce(m.nrcpt, b.nrcpt) AS nrcpt,
-               coalesce(m.queued_ts, b.queued_ts) AS queued_ts,
-               coalesce(m.removed, false) OR b.removed AS removed, coalesce(b.expired_ts, m.expired_ts) AS expired_ts,
-               CASE WHEN b.released_ts IS NOT NULL AND b.held_ts IS NULL THEN NULL
-                    ELSE coalesce(b.held_ts, m.held_ts) END AS held_ts,
-               coalesce(b.action, m.action) AS action, coalesce(b.action_ts, m.action_ts) AS action_ts,
-               coalesce(b.dkim_domain, m.dkim_domain) AS dkim_domain, coalesce(b.dkim_selector, m.dkim_selector) AS dkim_selector,
-               coalesce(b.dkim_result, m.dkim_result) AS dkim_result,
-               NOT (coalesce(m.removed, false) OR b.removed) AS open
-        FROM msg_batch b LEFT JOIN (SELECT * FROM messages WHERE open) m USING (msg_id);
+        SELECT {_MERGED}
+        FROM (SELECT * FROM msg_batch WHERE NOT {new}) b JOIN (SELECT * FROM messages WHERE open) m USING (msg_id);
 
         DELETE FROM messages WHERE open AND msg_id IN (SELECT msg_id FROM msg_merged);
         INSERT INTO messages BY NAME SELECT * FROM msg_merged;
+        INSERT INTO messages BY NAME
+        SELECT {_MERGED}
+        FROM (SELECT * FROM msg_batch WHERE {new}) b LEFT JOIN (SELECT * FROM messages WHERE false) m ON false;
         UPDATE messages SET open = false WHERE open AND msg_id IN (SELECT msg_id FROM superseded);
     """)
+
+
+# An instance's row from its stored row m (all NULL for a new instance) and the batch's facts b
+_MERGED = """
+    b.msg_id, b.host, b.queue_id, coalesce(m.instance, b.instance) AS instance,
+    coalesce(m.first_ts, b.first_ts) AS first_ts, greatest(m.last_ts, b.last_ts) AS last_ts,
+    coalesce(m.first_seq, b.first_seq) AS first_seq, greatest(m.last_seq, b.last_seq) AS last_seq,
+    coalesce(m.origin, b.origin) AS origin, coalesce(m.client_host, b.client_host) AS client_host,
+    coalesce(m.client_ip, b.client_ip) AS client_ip, coalesce(m.sasl_method, b.sasl_method) AS sasl_method,
+    coalesce(m.sasl_user, b.sasl_user) AS sasl_user, coalesce(m.message_id, b.message_id) AS message_id,
+    coalesce(m.subject, b.subject) AS subject,
+    -- qmgr's envelope sender is the full address; pickup's (from an earlier batch) may be a bare login
+    CASE WHEN m.queued_ts IS NULL AND b.qmgr_sender IS NOT NULL THEN b.qmgr_sender
+         ELSE coalesce(m.sender, b.sender) END AS sender,
+    coalesce(m.size, b.size) AS size, coalesce(m.nrcpt, b.nrcpt) AS nrcpt,
+    coalesce(m.queued_ts, b.queued_ts) AS queued_ts,
+    coalesce(m.removed, false) OR b.removed AS removed, coalesce(b.expired_ts, m.expired_ts) AS expired_ts,
+    CASE WHEN b.released_ts IS NOT NULL AND b.held_ts IS NULL THEN NULL
+         ELSE coalesce(b.held_ts, m.held_ts) END AS held_ts,
+    coalesce(b.action, m.action) AS action, coalesce(b.action_ts, m.action_ts) AS action_ts,
+    coalesce(b.dkim_domain, m.dkim_domain) AS dkim_domain, coalesce(b.dkim_selector, m.dkim_selector) AS dkim_selector,
+    coalesce(b.dkim_result, m.dkim_result) AS dkim_result,
+    NOT (coalesce(m.removed, false) OR b.removed) AS open"""
 
 
 _ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport", "instance", "relay", "delay",
@@ -483,17 +495,19 @@ def _attempts_numpy(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> pa.Ta
     })
 
 
-def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
-    """Per recipient: the latest attempt's status and how many attempts there were."""
-    con.execute("""
+def _merge_recipients(con: duckdb.DuckDBPyConnection, new_ids: tuple[int, int]) -> None:
+    """Per recipient: the latest attempt's status and how many attempts there were. The
+    instances `new_ids` start in this batch: nothing stored to merge with."""
+    new = f"msg_id BETWEEN {new_ids[0]} AND {new_ids[1]}"
+    con.execute(f"""
+        INSERT INTO recipients BY NAME
+        SELECT {_RCPT_OF_ATTEMPTS} FROM att_batch WHERE {new}
+        GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
+
         CREATE OR REPLACE TEMP TABLE rcpt_batch AS
-        SELECT msg_id, recipient, coalesce(orig_recipient, '') AS orig_key, any_value(orig_recipient) AS orig_recipient,
-               -- the latest attempt's values as they are: arg_max would skip its NULLs (no TLS, no reply)
-               max(ts) AS ts, min(ts) AS first_ts, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
-               arg_max_null(relay, seq) AS relay, arg_max_null(delay, seq) AS delay, count(*)::INTEGER AS attempts,
-               arg_max_null(response, seq) AS response, arg_max_null(tls_protocol, seq) AS tls,
-               arg_max_null(transport, seq) AS transport
-        FROM att_batch GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
+        SELECT {_RCPT_OF_ATTEMPTS}, coalesce(orig_recipient, '') AS orig_key
+        FROM att_batch WHERE NOT {new}
+        GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
 
         CREATE OR REPLACE TEMP TABLE rcpt_old AS
         SELECT r.* FROM recipients r
@@ -517,6 +531,16 @@ def _merge_recipients(con: duckdb.DuckDBPyConnection) -> None:
         FROM msg_batch m
         WHERE recipients.msg_id = m.msg_id AND m.expired_ts IS NOT NULL AND recipients.status = 'deferred';
     """)
+
+
+# A recipient's row from this batch's attempts (grouped by msg_id, recipient, orig_recipient)
+_RCPT_OF_ATTEMPTS = """
+    msg_id, recipient, any_value(orig_recipient) AS orig_recipient,
+    -- the latest attempt's values as they are: arg_max would skip its NULLs (no TLS, no reply)
+    max(ts) AS ts, min(ts) AS first_ts, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
+    arg_max_null(relay, seq) AS relay, arg_max_null(delay, seq) AS delay, count(*)::INTEGER AS attempts,
+    arg_max_null(response, seq) AS response, arg_max_null(tls_protocol, seq) AS tls,
+    arg_max_null(transport, seq) AS transport"""
 
 
 def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:
