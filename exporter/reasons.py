@@ -2,6 +2,12 @@
 remote reply. Shared by the metrics (labels) and the store (a column the read side groups by)."""
 from __future__ import annotations
 
+import functools
+import re
+
+import duckdb
+import pyarrow as pa
+
 # Reason categories for deferrals, bounces and rejects, first match wins (lower-cased reply text).
 REASONS: tuple[tuple[str, str], ...] = (
     ("mailbox_full", r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (system )?storage|out of storage"),
@@ -15,8 +21,33 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("policy", r"policy|relay access denied|spam|rejected|denied|not permitted|spf|dmarc|dkim|content"),
 )
 
+# re.ASCII: \b as RE2 (DuckDB's regex engine, which the SQL form used) reads it
+_COMPILED = tuple((name, re.compile(pattern, re.ASCII)) for name, pattern in REASONS)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def reason_of(reply: str | None) -> str:
+    """The reason category of a reply (first pattern found in its lower-cased text)."""
+    if reply is None:
+        return "other"
+    text = reply.lower()
+    return next((name for name, pattern in _COMPILED if pattern.search(text)), "other")
+
+
+def _reasons(replies: pa.Array) -> pa.Array:
+    """pi_reason over a vector: replies repeat, and each distinct one is classified once."""
+    return pa.array([reason_of(r) for r in replies.to_pylist()], pa.string())
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    """pi_reason(reply): nine regular expressions per reply in SQL cost ~0.2 s per 1M lines
+    in the records alone; most replies repeat, so a cached function is cheaper."""
+    try:
+        con.create_function("pi_reason", _reasons, ["VARCHAR"], "VARCHAR", type="arrow",
+                            null_handling="special", side_effects=False)
+    except (duckdb.CatalogException, duckdb.NotImplementedException):
+        pass  # already registered on this connection
+
 
 def reason_sql(col: str) -> str:
-    cases = " ".join(f"WHEN regexp_matches(lower({col}), '{pattern.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
-                     for name, pattern in REASONS)
-    return f"CASE WHEN {col} IS NULL THEN 'other' {cases} ELSE 'other' END"
+    return f"pi_reason({col})"

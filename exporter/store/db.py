@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from exporter import reasons
 from exporter.config import StoreConfig
 from exporter.store import records
 from exporter.store.schema import RECORDS_TABLE, SCHEMA_VERSION, TABLES
@@ -120,6 +121,7 @@ class Store:
             # 1M); the holes are ~1% of the rows, and a row group whose rows are all deleted
             # (what `prune` leaves behind) is dropped all the same.
             self.con.execute("SET max_vacuum_tasks = 0")
+            reasons.install(self.con)  # the records' reason column
             self._migrate()
 
     def close(self) -> None:

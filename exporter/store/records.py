@@ -11,6 +11,7 @@ from datetime import datetime
 
 import duckdb
 
+from exporter import reasons
 from exporter.reasons import reason_sql
 from exporter.store.schema import records_select
 
@@ -44,6 +45,7 @@ def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
 def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None:
     """Every record from the facts (a store written before the table existed), a range of
     message instances at a time, so that a large store fits the memory limit."""
+    reasons.install(con)  # a Store installs it on its connection; this may be any
     con.execute("DELETE FROM delivery_records")
     lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM messages").fetchall()[0]
     for start in range(lo or 0, (hi if hi is not None else -1) + 1, ids_per_step):
