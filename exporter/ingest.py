@@ -121,7 +121,7 @@ class Pipeline:
             stats.skipped_files += 1
         return state.offset
 
-    def _parsed(self, raw: Iterator[tuple[bytes, int]], clock: Clock,
+    def _parsed(self, raw: Iterator[tuple[memoryview, int]], clock: Clock,
                 cursor: duckdb.DuckDBPyConnection
                 ) -> Iterator[tuple[int, parser.Parsed, correlator.Segments | None, int]]:
         """(bytes, parsed batch, its segments, end offset) per chunk; the raw chunk is let go

@@ -1,6 +1,7 @@
 """Reading log files in batches (exporter/sources/files.py)."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from exporter.sources.files import chunks, open_log
@@ -11,7 +12,7 @@ LINE = b"Nov  1 00:00:00 mx1 postfix/qmgr[1]: 4F1A2B3C4D: removed\n"
 def _read(path: Path, start: int, final: bool) -> list[tuple[bytes, int]]:
     log = open_log(str(path))
     try:
-        return list(chunks(log, start, 1 << 16, final))
+        return [(bytes(chunk), end) for chunk, end in chunks(log, start, 1 << 16, final)]
     finally:
         log.close()
 
@@ -34,3 +35,15 @@ def test_resuming_inside_and_after_the_head(tmp_path: Path) -> None:
     assert b"".join(c for c, _ in got) == LINE * 90 and got[-1][1] == len(LINE) * 100
     got = _read(path, len(LINE) * 60, final=False)
     assert b"".join(c for c, _ in got) == LINE * 40
+
+
+def test_a_line_longer_than_a_batch_comes_whole_and_chunks_end_on_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    long_line = b"Nov  1 00:00:00 mx1 postfix/cleanup[1]: 4F1A2B3C4D: " + b"x" * (3 << 16) + b"\n"
+    content = LINE * 3000 + long_line + LINE * 5
+    path.write_bytes(content)
+    got = _read(path, 0, final=True)
+    assert b"".join(c for c, _ in got) == content
+    assert all(c.endswith(b"\n") for c, _ in got)
+    assert [end for _, end in got] == list(itertools.accumulate(len(c) for c, _ in got))
+    assert any(long_line in c for c, _ in got)

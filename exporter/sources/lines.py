@@ -1,7 +1,7 @@
 """Bytes -> Arrow arrays of lines, column-at-a-time, keeping every line.
 
-Fast path: numpy finds the newlines and the chunk without them is the Arrow data buffer,
-UTF-8-validated by Arrow in one go. Any chunk it cannot take as is
+Fast path: one native pass finds the newlines and copies the chunk without them into the
+Arrow data buffer, UTF-8-validated by Arrow in one go. Any chunk it cannot take as is
 (invalid UTF-8, control bytes, CR, over-long lines) goes through a per-line path that
 keeps each line and names what is wrong with it.
 """
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
+
+# the native parser's module also splits chunks: one C extension for the per-byte work
+from exporter.parser import _native
 
 # Control bytes (other than tab and newline; CR included) mark binary junk or CRLF endings
 # that the per-line path labels or strips.
@@ -28,48 +30,37 @@ class Lines:
         return len(self.text)
 
 
-def split_lines(chunk: bytes, max_line_bytes: int) -> Lines:
+def split_lines(chunk: bytes | memoryview, max_line_bytes: int) -> Lines:
     """Split a chunk of complete lines (the last may lack its newline); blank lines are dropped."""
     if not chunk:
         return Lines(pa.array([], pa.string()), pa.array([], pa.string()), 0)
     fast = _fast_lines(chunk, max_line_bytes)
     if fast is not None:
         return Lines(fast, pa.nulls(len(fast), pa.string()), 0)
-    return _careful_lines(chunk, max_line_bytes)
+    return _careful_lines(bytes(chunk), max_line_bytes)
 
 
-def _fast_lines(chunk: bytes, max_line_bytes: int) -> pa.Array | None:
-    """Newlines found with numpy, the text without them becomes the Arrow data buffer as is;
-    None when the chunk needs the per-line path (control bytes, CR, invalid UTF-8, long lines)."""
-    buf = np.frombuffer(chunk, np.uint8)
-    nl = np.flatnonzero(buf == 10)
-    if np.count_nonzero(buf < 32) != len(nl) + chunk.count(b"\t") or b"\x7f" in chunk:
+def _fast_lines(chunk: bytes | memoryview, max_line_bytes: int) -> pa.Array | None:
+    """The native split (one pass, no per-line Python): the text without its newlines
+    becomes the Arrow data buffer, UTF-8-validated by Arrow in one go unless all ASCII. None when the chunk
+    needs the per-line path (control bytes, CR, invalid UTF-8, long lines)."""
+    out = _native.split(chunk, max_line_bytes)
+    if out is None:
         return None
-    n_all = len(nl) + (0 if chunk.endswith(b"\n") else 1)
-    starts = np.empty(n_all, np.int64)
-    starts[0] = 0
-    starts[1:] = nl[:n_all - 1] + 1
-    ends = np.empty(n_all, np.int64)
-    ends[:len(nl)] = nl
-    if n_all > len(nl):
-        ends[-1] = len(chunk)
-    lengths = ends - starts
-    if lengths.max() > max_line_bytes:
-        return None
-    keep = lengths > 0
-    data = chunk.replace(b"\n", b"") if len(nl) else chunk
-    offsets = (starts - np.arange(n_all, dtype=np.int64))[keep]
-    large = len(data) >= 1 << 31
-    out = np.empty(len(offsets) + 1, np.int64 if large else np.int32)
-    out[:-1] = offsets
-    out[-1] = len(data)
-    arr = pa.Array.from_buffers(pa.large_string() if large else pa.string(), len(offsets),
-                                [None, pa.py_buffer(out), pa.py_buffer(data)])
-    try:
-        arr.validate(full=True)  # UTF-8
-    except pa.ArrowInvalid:
-        return None
-    return arr if not large else arr.cast(pa.string())
+    data, offsets, n, ascii_only = out
+    arr = pa.Array.from_buffers(pa.string(), n, [None, _buffer(offsets), _buffer(data)])
+    if not ascii_only:
+        try:
+            arr.validate(full=True)  # UTF-8
+        except pa.ArrowInvalid:
+            return None
+    return arr
+
+
+def _buffer(handed: tuple) -> pa.Buffer:
+    """A buffer the native side handed over (address, size, owner), wrapped without a copy."""
+    address, size, owner = handed
+    return pa.foreign_buffer(address, size, base=owner)
 
 
 def _careful_lines(chunk: bytes, max_line_bytes: int) -> Lines:
