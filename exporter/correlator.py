@@ -560,17 +560,15 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
     """, [source_name])
     # Children: the latest instance of the child queue ID on the same host started before the link line.
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE link_batch AS
-        SELECT n.msg_id AS parent_msg_id, n.host, n.child_qid, n.link_kind AS kind, n.ts, n.seq
-        FROM cev_notify n WHERE n.msg_id IS NOT NULL
-        UNION ALL
-        SELECT msg_id, host, child_qid, 'content filter', ts, seq FROM att_batch WHERE child_qid IS NOT NULL;
-
-        CREATE OR REPLACE TEMP TABLE link_candidates AS
-        SELECT host, qid, seq, msg_id, ts FROM qev WHERE starts
-        UNION ALL SELECT host, queue_id, first_seq, msg_id, last_ts FROM open_msgs;
-
         INSERT INTO links
+        WITH link_batch AS (
+            SELECT n.msg_id AS parent_msg_id, n.host, n.child_qid, n.link_kind AS kind, n.ts, n.seq
+            FROM cev_notify n WHERE n.msg_id IS NOT NULL
+            UNION ALL
+            SELECT msg_id, host, child_qid, 'content filter', ts, seq FROM att_batch WHERE child_qid IS NOT NULL),
+        link_candidates AS (
+            SELECT host, qid, seq, msg_id, ts FROM qev WHERE starts
+            UNION ALL SELECT host, queue_id, first_seq, msg_id, last_ts FROM open_msgs)
         SELECT l.parent_msg_id,
                CASE WHEN l.kind <> 'content filter' OR epoch(l.ts - c.ts) <= {link_window} THEN c.msg_id END,
                l.host, l.child_qid, l.kind, l.ts

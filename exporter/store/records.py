@@ -22,9 +22,12 @@ _DERIVED = f"""
 
 
 def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str,
-            id_range: tuple[int, int] | None = None) -> None:
-    con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects, id_range)}) "
-                "ORDER BY time")
+            id_range: tuple[int, int] | None = None, by_time: bool = False) -> None:
+    """`by_time` sorts the rows, so that each row group covers a short time span and a time
+    filter skips the others: worth it for a rebuild's days of records, not for one batch's
+    minutes (~15% of the insert)."""
+    order = " ORDER BY time" if by_time else ""
+    con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects, id_range)}){order}")
 
 
 def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
@@ -50,8 +53,9 @@ def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None
     lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM messages").fetchall()[0]
     for start in range(lo or 0, (hi if hi is not None else -1) + 1, ids_per_step):
         end = start + ids_per_step - 1
-        _insert(con, f"(SELECT msg_id FROM messages WHERE msg_id BETWEEN {start} AND {end})", "FALSE", (start, end))
-    _insert(con, "(SELECT NULL::BIGINT WHERE FALSE)", "TRUE")  # NOQUEUE rejects
+        _insert(con, f"(SELECT msg_id FROM messages WHERE msg_id BETWEEN {start} AND {end})", "FALSE", (start, end),
+                by_time=True)
+    _insert(con, "(SELECT NULL::BIGINT WHERE FALSE)", "TRUE", by_time=True)  # NOQUEUE rejects
 
 
 def prune(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
