@@ -7,6 +7,7 @@ import re
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Reason categories for deferrals, bounces and rejects, first match wins (lower-cased reply text).
 REASONS: tuple[tuple[str, str], ...] = (
@@ -34,9 +35,14 @@ def reason_of(reply: str | None) -> str:
     return next((name for name, pattern in _COMPILED if pattern.search(text)), "other")
 
 
-def _reasons(replies: pa.Array) -> pa.Array:
-    """pi_reason over a vector: replies repeat, and each distinct one is classified once."""
-    return pa.array([reason_of(r) for r in replies.to_pylist()], pa.string())
+def _reasons(replies: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """pi_reason over a vector: replies repeat, so each distinct one is classified once."""
+    if isinstance(replies, pa.ChunkedArray):
+        replies = replies.combine_chunks()
+    enc = pc.dictionary_encode(replies)
+    names = pa.array([reason_of(r) for r in enc.dictionary.to_pylist()], pa.string())
+    return pc.fill_null(names.take(enc.indices), "other")  # a NULL reply: 'other'
+
 
 
 def install(con: duckdb.DuckDBPyConnection) -> None:
