@@ -5,6 +5,7 @@ reproduces, kept as the reference the tests compare it with."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -27,7 +28,9 @@ from exporter.parser.header import (
     header_years,
     local_zone_name,
 )
-from exporter.sources.lines import Lines
+
+if TYPE_CHECKING:  # the splitter (sources.lines) calls the native module: no import back at run time
+    from exporter.sources.lines import Lines
 
 __all__ = [
     "MESSAGE_KINDS",

@@ -36,6 +36,23 @@ def _array(n: int, col: tuple) -> pa.Array:
     return pa.Array.from_buffers(_TYPES[typ], n, [valid, _buffer(buf1)], nulls)
 
 
+def split(chunk: bytes | memoryview, max_line_bytes: int) -> pa.Array | None:
+    """A chunk's lines (blank ones dropped) split in one native pass: the text without its
+    newlines becomes the Arrow data buffer, UTF-8-validated by Arrow unless all ASCII. None
+    when the chunk needs the per-line path (control bytes, CR, invalid UTF-8, long lines)."""
+    out = _native.split(chunk, max_line_bytes)
+    if out is None:
+        return None
+    data, offsets, n, ascii_only = out
+    arr = pa.Array.from_buffers(pa.string(), n, [None, _buffer(offsets), _buffer(data)])
+    if not ascii_only:
+        try:
+            arr.validate(full=True)  # UTF-8
+        except pa.ArrowInvalid:
+            return None
+    return arr
+
+
 def _line_buffers(text: pa.Array) -> tuple[pa.Buffer | bytes, np.ndarray]:
     """The lines' data buffer and int64 offsets into it (as the C side wants them)."""
     n = len(text)

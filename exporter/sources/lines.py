@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 # the native parser's module also splits chunks: one C extension for the per-byte work
-from exporter.parser import _native
+from exporter.parser import native
 
 # Control bytes (other than tab and newline; CR included) mark binary junk or CRLF endings
 # that the per-line path labels or strips.
@@ -34,33 +34,10 @@ def split_lines(chunk: bytes | memoryview, max_line_bytes: int) -> Lines:
     """Split a chunk of complete lines (the last may lack its newline); blank lines are dropped."""
     if not chunk:
         return Lines(pa.array([], pa.string()), pa.array([], pa.string()), 0)
-    fast = _fast_lines(chunk, max_line_bytes)
+    fast = native.split(chunk, max_line_bytes)
     if fast is not None:
         return Lines(fast, pa.nulls(len(fast), pa.string()), 0)
     return _careful_lines(bytes(chunk), max_line_bytes)
-
-
-def _fast_lines(chunk: bytes | memoryview, max_line_bytes: int) -> pa.Array | None:
-    """The native split (one pass, no per-line Python): the text without its newlines
-    becomes the Arrow data buffer, UTF-8-validated by Arrow in one go unless all ASCII. None when the chunk
-    needs the per-line path (control bytes, CR, invalid UTF-8, long lines)."""
-    out = _native.split(chunk, max_line_bytes)
-    if out is None:
-        return None
-    data, offsets, n, ascii_only = out
-    arr = pa.Array.from_buffers(pa.string(), n, [None, _buffer(offsets), _buffer(data)])
-    if not ascii_only:
-        try:
-            arr.validate(full=True)  # UTF-8
-        except pa.ArrowInvalid:
-            return None
-    return arr
-
-
-def _buffer(handed: tuple) -> pa.Buffer:
-    """A buffer the native side handed over (address, size, owner), wrapped without a copy."""
-    address, size, owner = handed
-    return pa.foreign_buffer(address, size, base=owner)
 
 
 def _careful_lines(chunk: bytes, max_line_bytes: int) -> Lines:
