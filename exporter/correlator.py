@@ -378,6 +378,7 @@ def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table, new_ids
 
         DELETE FROM messages WHERE open AND msg_id IN (SELECT msg_id FROM msg_merged);
         INSERT INTO messages BY NAME SELECT * FROM msg_merged;
+        -- instances starting in this batch: no stored row (m all NULL)
         INSERT INTO messages BY NAME
         SELECT {_MERGED}
         FROM (SELECT * FROM msg_batch WHERE {new}) b LEFT JOIN (SELECT * FROM messages WHERE false) m ON false;

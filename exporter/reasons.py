@@ -44,7 +44,6 @@ def _reasons(replies: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(names.take(enc.indices), "other")  # a NULL reply: 'other'
 
 
-
 def install(con: duckdb.DuckDBPyConnection) -> None:
     """pi_reason(reply): nine regular expressions per reply in SQL cost ~0.2 s per 1M lines
     in the records alone; most replies repeat, so a cached function is cheaper."""
