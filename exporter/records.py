@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
 
 # Keys of one delivery record, in output order. Unknown values are None (JSON null).
 DELIVERY_RECORD_KEYS: tuple[str, ...] = (
@@ -46,7 +45,3 @@ def iso_utc(ts: datetime) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=timezone.utc)
     return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def empty_record() -> dict[str, Any]:
-    return dict.fromkeys(DELIVERY_RECORD_KEYS)
