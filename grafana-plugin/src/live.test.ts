@@ -1,5 +1,5 @@
 // Runs the data source against a real `postfix-insights serve` when PI_URL is set (skipped
-// otherwise, e.g. in CI without the service):
+// otherwise: `npm test` has no service). tests/test_plugin_live.py starts one and runs it so:
 //   PI_URL=http://127.0.0.1:8080 PI_TOKEN=secret npx jest src/live.test.ts
 // Grafana's data proxy is played by a fetch that adds the bearer token, as the route in
 // plugin.json does. It checks that every query type sends only parameters the API accepts.
