@@ -26,11 +26,11 @@ def test_the_plugin_queries_a_running_service(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     # traffic of the last hours: the plugin asks for the last 7 days
     start = datetime.now(timezone.utc) - timedelta(hours=6)
-    generator.generate(log, 5_000, seed=3, hosts=("mx1", "mx2"), timestamp_format="rfc3339", start=start,
-                       messages_per_second=0.05)
+    made = generator.generate(log, 5_000, seed=3, hosts=("mx1", "mx2"), timestamp_format="rfc3339", start=start,
+                              messages_per_second=0.05)
     svc = Service(tmp_path, tmp_path / "s.duckdb", ["--log", str(log)], config=f'[api]\ntokens = ["{TOKEN}"]\n')
     try:
-        svc.wait_idle(sum(1 for _ in log.open("rb")))
+        svc.wait_idle(made.lines)
         proc = subprocess.run([npx, "jest", "--ci", "src/live.test.ts"], cwd=PLUGIN, capture_output=True,
                               env={**os.environ, "PI_URL": svc.url, "PI_TOKEN": TOKEN}, timeout=300)
     finally:

@@ -1039,10 +1039,10 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
 
 /* ---- splitting a chunk into lines ---------------------------------------------------- */
 
-/* Bit 1: the chunk has a byte the fast split leaves to the careful one, a control byte other
-   than tab and newline (binary junk, CR of CRLF endings) or DEL; bit 2: a byte over 127 (not
-   plain ASCII, so its UTF-8 needs checking). A branch-free loop the compiler vectorises: it
-   scans every byte read. */
+/* The chunk's byte classes, or-ed: 1 when it has a byte the fast split leaves to the careful
+   one (a control byte other than tab and newline: binary junk, the CR of CRLF endings; or
+   DEL), 2 when it has a byte over 127 (not plain ASCII, so its UTF-8 needs checking). A
+   branch-free loop the compiler vectorises: it scans every byte read. */
 __attribute__((optimize("O3")))
 static int byte_classes(const unsigned char *p, Py_ssize_t n) {
     unsigned char acc = 0;
