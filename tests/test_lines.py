@@ -2,10 +2,15 @@
 per-line path give every line, and name what is wrong with the odd ones."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from exporter.sources.lines import split_lines
 
+ROOT = Path(__file__).resolve().parent.parent
 LINE = "Nov  1 00:00:00 mx1 postfix/qmgr[1]: 4F1A2B3C4D: removed"
 
 
@@ -49,3 +54,10 @@ def test_odd_lines_are_kept_and_named() -> None:
 def test_invalid_utf8_without_control_bytes_takes_the_careful_path() -> None:
     texts, problems, invalid = _texts(f"{LINE}\n".encode() + b"caf\xe9\n")
     assert texts == [LINE, "caf\\xe9"] and problems == [None, None] and invalid == 1
+
+
+@pytest.mark.parametrize("module", ["exporter.sources.lines", "exporter.parser", "exporter.sources.files"])
+def test_each_module_imports_on_its_own(module: str) -> None:
+    """The splitter calls the parser's native module; the parser must not import it back."""
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
