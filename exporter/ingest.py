@@ -27,8 +27,7 @@ from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
 from exporter.sources.lines import Lines, split_lines
-from exporter.store import records
-from exporter.store import db
+from exporter.store import db, records
 from exporter.store.db import SourceState, Store
 
 T = TypeVar("T")
