@@ -77,6 +77,7 @@ class Segments:
     perhaps a group's first, which may continue the group's open instance (`_assign` decides).
     Segments are numbered by their first line; rows are ev1 rows (the batch's seq from 0)."""
     q: pa.Table                        # the message lines: seq, ts, host, qid, kind, instance
+    rows: np.ndarray                   # per q row: its ev1 row
     group: np.ndarray                  # per q row: its group (index into keys)
     seg: np.ndarray                    # per q row: its segment
     cut: np.ndarray                    # per q row: starts its segment
@@ -87,7 +88,7 @@ class Segments:
     seg_first_us: np.ndarray           # per segment: time of its first line (us)
     facts: pa.Table                    # per segment: msg_batch's columns but msg_id (seq from 0)
     family_seg: dict[str, np.ndarray]  # per row of each _CEV family: its segment, -1 if none
-    lines: pa.Array                    # the raw text of the q rows
+    text: pa.Array                     # the batch's raw lines (every ev1 row)
 
 
 # families whose rows the correlator needs with their instance: as cev_<family> (ev_<family> + msg_id)
@@ -138,14 +139,11 @@ def prepare(ev1: pa.Table, families: dict[str, pa.Table], text: pa.Array,
     seg_of_row = np.full(ev1.num_rows, -1, np.int64)
     seg_of_row[rows] = seg
     family_seg = {f: seg_of_row[families[f].column("seq").to_numpy(zero_copy_only=False)] for f in _CEV}
-    keep = np.zeros(ev1.num_rows, bool)  # a filter copies the strings in runs, a take one by one
-    keep[rows] = True
     return Segments(
-        q=q, group=group, seg=seg, cut=cut, keys=enc.dictionary,
+        q=q, rows=rows, group=group, seg=seg, cut=cut, keys=enc.dictionary,
         seg_group=group[starts_at], seg_head=head[starts_at], seg_origin=origin[starts_at],
         seg_first_us=ts[starts_at],
-        facts=_facts(q, seg, nseg, families, family_seg), family_seg=family_seg,
-        lines=text.filter(pa.array(keep)))
+        facts=_facts(q, seg, nseg, families, family_seg), family_seg=family_seg, text=text)
 
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
@@ -226,15 +224,20 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
                   seg_msg: np.ndarray, qev: pa.Table) -> dict[str, pa.Table]:
     """cev_<family>: the family's rows with the msg_id of their line (NULL when not a message
     line), so that the merges below group by it instead of joining qev on seq; cev_lines:
-    the raw message lines for the lines table. Registered, and returned by family."""
+    every line of the batch with its instance (NULL when none), for the lines table: the
+    insert keeps the message lines, without a copy of the batch's text made first.
+    Registered, and returned by family."""
     cev: dict[str, pa.Table] = {}
     for family in _CEV:
         at = segs.family_seg[family]
         ids = np.where(at >= 0, seg_msg[at], -1) if len(seg_msg) else np.full(len(at), -1, np.int64)
         cev[family] = batch[f"ev_{family}"].append_column("msg_id", pa.array(ids, mask=ids < 0))
         con.register(f"cev_{family}", cev[family])
-    con.register("cev_lines", pa.table({"msg_id": qev.column("msg_id"), "seq": qev.column("seq"),
-                                        "ts": qev.column("ts"), "line": segs.lines}))
+    ids = np.full(len(segs.text), -1, np.int64)
+    ids[segs.rows] = qev.column("msg_id").to_numpy()
+    ev1 = batch["ev1"]
+    con.register("cev_lines", pa.table({"msg_id": pa.array(ids, mask=ids < 0), "seq": ev1.column("seq"),
+                                        "ts": ev1.column("ts"), "line": segs.text}))
     return cev
 
 
@@ -554,7 +557,7 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
         SELECT h.seq, h.ts, h.host, h.qid AS queue_id, h.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
                NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
         FROM cev_header_action h WHERE h.msg_id IS NOT NULL AND h.action = 'reject';
-        INSERT INTO lines SELECT * FROM cev_lines;
+        INSERT INTO lines SELECT * FROM cev_lines WHERE msg_id IS NOT NULL;
     """)
     con.execute("""
         INSERT INTO unparsed SELECT seq, ts, host, ?, reason, line FROM ev_not_parsed WHERE kind IN ('unparsed', 'unknown')
