@@ -74,6 +74,8 @@ class Pipeline:
         parser.install_macros(self.store.con)
         correlator.install(self.store.con)
         _leave_room_for_batches(self.store, self.reader.batch_bytes)
+        with self.store.transaction() as con:  # records a crash left behind the facts
+            records.refresh(con)
 
     def ingest_files(self, names: list[str], progress: Callable[[int], None] | None = None) -> IngestStats:
         """Ingest files (and '-' for stdin) in chronological order; each resumes where it left off."""
@@ -106,16 +108,18 @@ class Pipeline:
         # cursor only converts BSD local times to UTC
         cursor = db.cursor(store.con)
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
+        refresher = records.Refresher(db.cursor(store.con))
         try:
             for size, parsed, segments, end_offset in _read_ahead(batches):
                 consumed = True
-                self._ingest_chunk(size, parsed, segments, end_offset, state, log, stats)
+                self._ingest_chunk(size, parsed, segments, end_offset, state, log, stats, refresher)
                 if progress:
                     progress(size)
                 if stop is not None and stop.is_set():
                     break
         finally:
             cursor.close()
+            refresher.close()  # the last batch's records are in when this returns
         if not consumed:
             stats.skipped_files += 1
         return state.offset
@@ -139,10 +143,11 @@ class Pipeline:
         return correlator.prepare(parsed.ev1, parsed.families, parsed.text, self.correlator_config)
 
     def _ingest_chunk(self, size: int, parsed: parser.Parsed, segments: correlator.Segments | None,
-                      end_offset: int, state: SourceState, log: LogInput, stats: IngestStats) -> None:
+                      end_offset: int, state: SourceState, log: LogInput, stats: IngestStats,
+                      refresher: records.Refresher) -> None:
         store = self.store
         with store.transaction() as con:
-            n = self._ingest_batch(con, parsed, segments, log.name, stats)
+            n = self._ingest_batch(con, parsed, segments, log.name, stats, refresh_records=False)
             state.offset = end_offset
             state.lines += n
             state.name = log.name
@@ -150,6 +155,8 @@ class Pipeline:
                 state.fingerprint = log.fingerprint
             state.clock_year, state.clock_month = parsed.clock  # as of this batch, not the read-ahead's
             store.save_source(state)
+            refresher.wait()  # the previous batch's records commit first
+        refresher.start()
         stats.lines += n
         stats.bytes += size
 
@@ -162,13 +169,16 @@ class Pipeline:
         lines = lines_from_texts(texts, self.reader.max_line_bytes)
         with self.store.transaction() as con:
             parsed = parser.prepare(lines, clock, self.parser_config, con)
-            n = self._ingest_batch(con, parsed, self._segments(parsed), source, stats)
+            n = self._ingest_batch(con, parsed, self._segments(parsed), source, stats, refresh_records=True)
             for key, value in (meta or {}).items():
                 self.store.set_meta(key, value)
         stats.lines += n
 
     def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed,
-                      segments: correlator.Segments | None, source: str, stats: IngestStats) -> int:
+                      segments: correlator.Segments | None, source: str, stats: IngestStats,
+                      refresh_records: bool) -> int:
+        """One batch into the store, in `con`'s transaction; its delivery records too when
+        `refresh_records` (else a Refresher brings them in after the commit)."""
         store = self.store
         n = len(parsed.text)
         if not n or segments is None:
@@ -177,9 +187,10 @@ class Pipeline:
         backwards, tables = parser.load(con, parsed, first_seq)
         next_msg_id, result = correlator.correlate(
             con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq)
-        records.refresh(con, first_seq)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
+        if refresh_records:
+            records.refresh(con)
         day = datetime.now(timezone.utc).date()
         anomalies = {"time_backwards": backwards, "invalid_utf8": parsed.invalid_utf8}
         for name, count in anomalies.items():

@@ -57,3 +57,21 @@ def test_prune_drops_the_records_of_what_it_drops(db: Path) -> None:
                        " OR (msg_id IS NULL AND time < now()::TIMESTAMP)").fetchall()[0][0]
     con.close()
     assert left == 0
+
+
+def test_records_a_crash_left_behind_are_brought_in_on_the_next_open(db: Path) -> None:
+    # A batch's records commit after the batch, from a thread of their own. Crashing between
+    # the two leaves the facts ahead of the records, and records_seq where the records stop.
+    run_cli("ingest", "--db", str(db), "--year", "2026", "--timezone", "UTC", *LOGS)
+    before = search_json(db)
+    con = duckdb.connect(str(db))
+    (next_seq,) = con.execute("SELECT value::BIGINT FROM meta WHERE key = 'next_seq'").fetchall()[0]
+    assert con.execute("SELECT value::BIGINT FROM meta WHERE key = 'records_seq'").fetchall()[0][0] == next_seq
+    since = next_seq // 2
+    con.execute("""DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM messages WHERE last_seq >= ?)
+                   OR (msg_id IS NULL AND rk IN (SELECT 'j' || seq FROM rejects WHERE seq >= ?))""", [since, since])
+    con.execute("UPDATE meta SET value = ? WHERE key = 'records_seq'", [str(since)])
+    con.close()
+    assert len(search_json(db)) < len(before)
+    run_cli("ingest", "--db", str(db), "--year", "2026", "--timezone", "UTC", *LOGS)  # nothing new: catches up
+    assert search_json(db) == before

@@ -12,7 +12,7 @@ import duckdb
 
 from exporter import reasons
 from exporter.config import StoreConfig
-from exporter.store import records
+from exporter.store import meta, records
 from exporter.store.schema import RECORDS_TABLE, SCHEMA_VERSION, TABLES
 
 
@@ -145,18 +145,18 @@ class Store:
         self.con.execute(RECORDS_TABLE)
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        if self.meta("records_seq") is None:  # a store whose records were refreshed in each batch's transaction
+            self.set_meta("records_seq", str(self.counter("next_seq")))
 
     # -- small key/value state -------------------------------------------------------------
     def meta(self, key: str) -> str | None:
-        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
-        return rows[0][0] if rows else None
+        return meta.get(self.con, key)
 
     def set_meta(self, key: str, value: str) -> None:
-        self.con.execute("DELETE FROM meta WHERE key = ?", [key])
-        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+        meta.put(self.con, key, value)
 
     def counter(self, key: str) -> int:
-        return int(self.meta(key) or 0)
+        return meta.counter(self.con, key)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,18 +1,21 @@
 """The delivery_records table: the read side's one flat row per recipient delivery.
 
 The correlator keeps messages, recipients and rejects normalised; searching and aggregating
-millions of records through their joins is too slow for a dashboard. So each batch, inside
-its own transaction, replaces the records of every message instance it touched (and adds its
-new NOQUEUE rejects): the table never shows half a batch and never drifts from the facts.
+millions of records through their joins is too slow for a dashboard. So after each batch the
+records of every message instance it touched are replaced (and its new NOQUEUE rejects
+added), in one transaction: the table never shows half a batch and never drifts from the
+facts. meta `records_seq` says how far they are current: lines before it are in them.
 """
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 import duckdb
 
 from exporter import reasons
 from exporter.reasons import reason_sql
+from exporter.store import meta
 from exporter.store.schema import records_select
 
 _DERIVED = f"""
@@ -30,19 +33,78 @@ def _insert(con: duckdb.DuckDBPyConnection, msgs: str, rejects: str,
     con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({records_select(msgs, rejects, id_range)}){order}")
 
 
-def refresh(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
-    """After the correlator, in the batch's transaction: the records of the instances this
-    batch touched (lines from `first_seq` on), rebuilt from the merged facts."""
+def refresh(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the records up to the facts as `con`'s transaction sees them: those of every
+    instance with a line from records_seq on are rebuilt, and records_seq moves to next_seq."""
+    since, upto = meta.counter(con, "records_seq"), meta.counter(con, "next_seq")
+    if since >= upto:
+        return
+    # an instance that took a line since has it as its last_seq (a batch's facts always do)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE rec_touched AS
-        SELECT msg_id FROM msg_batch
-        UNION SELECT msg_id FROM rejects WHERE seq >= ? AND msg_id IS NOT NULL""", [first_seq])
+        SELECT msg_id FROM messages WHERE last_seq >= ?
+        UNION SELECT msg_id FROM rejects WHERE seq >= ? AND msg_id IS NOT NULL""", [since, since])
     lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM rec_touched").fetchall()[0]
     if lo is None:
         lo = hi = -1
     con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM rec_touched) AND msg_id BETWEEN ? AND ?",
                 [lo, hi])
-    _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(first_seq)}", (lo, hi))
+    _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(since)}", (lo, hi))
+    con.execute("DROP TABLE rec_touched")
+    meta.put(con, "records_seq", str(upto))
+
+
+class Refresher:
+    """Refreshes the records of a committed batch on a thread of its own, in a transaction of
+    its own, while the next batch is correlated: the refresh is a fifth of a batch's work on
+    the main thread, and the second core has room for it. The next batch waits for it before
+    committing (`wait`), so records lag the facts by one batch at most, and two writers never
+    commit at once. A refresh cut short by a crash is redone by the next one: records_seq
+    commits with the records."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cur = cursor  # a connection of its own (db.cursor): one transaction per connection
+        reasons.install(cursor)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def catch_up(self) -> None:
+        """Refresh now, on this thread."""
+        self._cur.execute("BEGIN TRANSACTION")
+        try:
+            refresh(self._cur)
+        except BaseException:
+            self._cur.execute("ROLLBACK")
+            raise
+        self._cur.execute("COMMIT")
+
+    def start(self) -> None:
+        """Refresh in the background (after a batch has committed)."""
+        self.wait()
+
+        def run() -> None:
+            try:
+                self.catch_up()
+            except BaseException as exc:  # raised to the pipeline by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="records", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Until the refresh started last has committed; its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._cur.close()
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None:
@@ -56,6 +118,7 @@ def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None
         _insert(con, f"(SELECT msg_id FROM messages WHERE msg_id BETWEEN {start} AND {end})", "FALSE", (start, end),
                 by_time=True)
     _insert(con, "(SELECT NULL::BIGINT WHERE FALSE)", "TRUE", by_time=True)  # NOQUEUE rejects
+    meta.put(con, "records_seq", str(meta.counter(con, "next_seq")))
 
 
 def prune(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
