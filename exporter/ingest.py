@@ -109,6 +109,7 @@ class Pipeline:
         cursor = db.cursor(store.con)
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
         refresher = records.Refresher(db.cursor(store.con))
+        store.con.execute(f"SET threads = {int(store.config.ingest_threads)}")
         try:
             for size, parsed, segments, end_offset in _read_ahead(batches):
                 consumed = True
@@ -120,6 +121,7 @@ class Pipeline:
         finally:
             cursor.close()
             refresher.close()  # the last batch's records are in when this returns
+            store.con.execute(f"SET threads = {int(store.config.threads)}")
         if not consumed:
             stats.skipped_files += 1
         return state.offset
