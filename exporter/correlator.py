@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.header
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -148,9 +149,11 @@ def prepare(ev1: pa.Table, families: dict[str, pa.Table], text: pa.Array,
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
               source_name: str, batch: dict[str, pa.Table], segments: Segments,
-              first_seq: int) -> tuple[int, BatchResult]:
+              first_seq: int, lines_to: Callable[[pa.Table], None] | None = None) -> tuple[int, BatchResult]:
     """Fold the batch (the parser's tables as registered by parser.load, and its `segments`)
-    into the store. Returns the next free msg_id."""
+    into the store. Its raw lines (for `write_lines`) go to `lines_to` as soon as their
+    instances are known, when given, else into the lines table here. Returns the next free
+    msg_id."""
     expire = float(config.expire_after_seconds)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE open_msgs AS
@@ -158,6 +161,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     seg_msg, starts, qev = _assign(con, segments, next_msg_id, expire, first_seq)
     con.register("qev", qev)  # scanned in place, like the parser's tables
     cev = _with_msg_ids(con, batch, segments, seg_msg, qev)
+    (lines_to or (lambda lines: write_lines(con, lines)))(cev["lines"])
     new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
     _write_attempts(con, cev["delivery"])
@@ -167,7 +171,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     result.evicted = _close_and_evict(con, config)
     _count_lines(con, result.evicted)
     result.messages = len(seg_msg)
-    for name in (*_CEV, "lines"):
+    for name in _CEV:
         con.unregister(f"cev_{name}")
     con.unregister("qev")
     return new_ids[1] + 1, result
@@ -223,10 +227,10 @@ def _assign(con: duckdb.DuckDBPyConnection, segs: Segments, next_msg_id: int, ex
 def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], segs: Segments,
                   seg_msg: np.ndarray, qev: pa.Table) -> dict[str, pa.Table]:
     """cev_<family>: the family's rows with the msg_id of their line (NULL when not a message
-    line), so that the merges below group by it instead of joining qev on seq; cev_lines:
-    every line of the batch with its instance (NULL when none), for the lines table: the
-    insert keeps the message lines, without a copy of the batch's text made first.
-    Registered, and returned by family."""
+    line), so that the merges below group by it instead of joining qev on seq. Registered,
+    and returned by family; with "lines": every line of the batch with its instance (NULL
+    when none), for write_lines, which keeps the message lines without a copy of the
+    batch's text made first."""
     cev: dict[str, pa.Table] = {}
     for family in _CEV:
         at = segs.family_seg[family]
@@ -236,9 +240,18 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
     ids = np.full(len(segs.text), -1, np.int64)
     ids[segs.rows] = qev.column("msg_id").to_numpy()
     ev1 = batch["ev1"]
-    con.register("cev_lines", pa.table({"msg_id": pa.array(ids, mask=ids < 0), "seq": ev1.column("seq"),
-                                        "ts": ev1.column("ts"), "line": segs.text}))
+    cev["lines"] = pa.table({"msg_id": pa.array(ids, mask=ids < 0), "seq": ev1.column("seq"),
+                             "ts": ev1.column("ts"), "line": segs.text})
     return cev
+
+
+def write_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
+    """A batch's message lines into the lines table (`lines`: cev_lines, see _with_msg_ids)."""
+    con.register("cev_lines", lines)
+    try:
+        con.execute("INSERT INTO lines SELECT * FROM cev_lines WHERE msg_id IS NOT NULL")
+    finally:
+        con.unregister("cev_lines")
 
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -557,7 +570,6 @@ def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str,
         SELECT h.seq, h.ts, h.host, h.qid AS queue_id, h.msg_id, h.daemon, h.action, h.stage, h.client_host, h.client_ip,
                NULL AS code, h.dsn, h.response, h.sender, h.rcpt AS recipient, NULL AS proto, h.helo, h.line
         FROM cev_header_action h WHERE h.msg_id IS NOT NULL AND h.action = 'reject';
-        INSERT INTO lines SELECT * FROM cev_lines WHERE msg_id IS NOT NULL;
     """)
     con.execute("""
         INSERT INTO unparsed SELECT seq, ts, host, ?, reason, line FROM ev_not_parsed WHERE kind IN ('unparsed', 'unknown')

@@ -1,7 +1,9 @@
 """The one place that wires the batch pipeline: source -> parser -> correlator -> store.
 
 Each batch of one source is one transaction: the rows it produced, the correlator's open
-state and the source's new position commit together or not at all.
+state and the source's new position commit together or not at all. A file's batches write
+their raw lines and their delivery records from transactions of their own, beside the main
+thread's work (_Side says how nothing is lost or duplicated all the same).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from exporter import correlator, parser
+from exporter import correlator, parser, reasons
 from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
@@ -108,19 +110,19 @@ class Pipeline:
         # cursor only converts BSD local times to UTC
         cursor = db.cursor(store.con)
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
-        refresher = records.Refresher(db.cursor(store.con))
+        side = _Side(db.Background(store.con, reasons.install), db.Background(store.con))
         store.con.execute(f"SET threads = {int(store.config.ingest_threads)}")
         try:
             for size, parsed, segments, end_offset in _read_ahead(batches):
                 consumed = True
-                self._ingest_chunk(size, parsed, segments, end_offset, state, log, stats, refresher)
+                self._ingest_chunk(size, parsed, segments, end_offset, state, log, stats, side)
                 if progress:
                     progress(size)
                 if stop is not None and stop.is_set():
                     break
         finally:
             cursor.close()
-            refresher.close()  # the last batch's records are in when this returns
+            side.close()  # the last batch's records are in when this returns
             store.con.execute(f"SET threads = {int(store.config.threads)}")
         if not consumed:
             stats.skipped_files += 1
@@ -146,10 +148,10 @@ class Pipeline:
 
     def _ingest_chunk(self, size: int, parsed: parser.Parsed, segments: correlator.Segments | None,
                       end_offset: int, state: SourceState, log: LogInput, stats: IngestStats,
-                      refresher: records.Refresher) -> None:
+                      side: _Side) -> None:
         store = self.store
         with store.transaction() as con:
-            n = self._ingest_batch(con, parsed, segments, log.name, stats, refresh_records=False)
+            n = self._ingest_batch(con, parsed, segments, log.name, stats, side)
             state.offset = end_offset
             state.lines += n
             state.name = log.name
@@ -157,8 +159,9 @@ class Pipeline:
                 state.fingerprint = log.fingerprint
             state.clock_year, state.clock_month = parsed.clock  # as of this batch, not the read-ahead's
             store.save_source(state)
-            refresher.wait()  # the previous batch's records commit first
-        refresher.start()
+            side.records.wait()  # the previous batch's records commit first
+            side.lines.wait()  # this batch's lines too: a crash between leaves them past next_seq
+        side.records.start(records.refresh)
         stats.lines += n
         stats.bytes += size
 
@@ -171,27 +174,31 @@ class Pipeline:
         lines = lines_from_texts(texts, self.reader.max_line_bytes)
         with self.store.transaction() as con:
             parsed = parser.prepare(lines, clock, self.parser_config, con)
-            n = self._ingest_batch(con, parsed, self._segments(parsed), source, stats, refresh_records=True)
+            n = self._ingest_batch(con, parsed, self._segments(parsed), source, stats, None)
             for key, value in (meta or {}).items():
                 self.store.set_meta(key, value)
         stats.lines += n
 
     def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed,
                       segments: correlator.Segments | None, source: str, stats: IngestStats,
-                      refresh_records: bool) -> int:
-        """One batch into the store, in `con`'s transaction; its delivery records too when
-        `refresh_records` (else a Refresher brings them in after the commit)."""
+                      side: _Side | None) -> int:
+        """One batch into the store, in `con`'s transaction. With `side`, its raw lines are
+        written beside it and its delivery records after it (see _Side); without, in it."""
         store = self.store
         n = len(parsed.text)
         if not n or segments is None:
             return 0
         first_seq = store.counter("next_seq")
+        # lines a failed batch's side transaction left (see _Side): the seq numbers are reused
+        con.execute("DELETE FROM lines WHERE seq >= ?", [first_seq])
         backwards, tables = parser.load(con, parsed, first_seq)
+        lines_to = None if side is None else side.write_lines
         next_msg_id, result = correlator.correlate(
-            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq)
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq,
+            lines_to)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
-        if refresh_records:
+        if side is None:
             records.refresh(con)
         day = datetime.now(timezone.utc).date()
         anomalies = {"time_backwards": backwards, "invalid_utf8": parsed.invalid_utf8}
@@ -206,6 +213,29 @@ class Pipeline:
         for k, v in result.evicted.items():
             stats.evicted[k] = stats.evicted.get(k, 0) + v
         return n
+
+
+@dataclass
+class _Side:
+    """A read file's batch writes two things from transactions of their own, on threads of
+    their own, beside the main thread's work: the second core has room for them.
+    - Its raw lines, the largest of its writes, as soon as their instances are known. They
+      commit just before the batch: rows a crash (or a failed batch) leaves behind are past
+      next_seq, and the next batch drops them.
+    - Its delivery records, after it has committed, while the next batch is correlated; the
+      next batch commits after them. records_seq commits with them: a refresh a crash cut
+      short is redone when the store is next opened for writing."""
+    records: db.Background
+    lines: db.Background
+
+    def write_lines(self, lines: pa.Table) -> None:
+        self.lines.start(lambda con: correlator.write_lines(con, lines))
+
+    def close(self) -> None:
+        try:
+            self.lines.close()
+        finally:
+            self.records.close()
 
 
 # Memory of the batches in flight outside DuckDB (one correlated, one parsed ahead, one being

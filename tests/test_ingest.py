@@ -126,3 +126,52 @@ def test_timezone_option(tmp_path: Path) -> None:
     assert times[0] == "2026-03-10T07:00:01Z"  # 08:00:01 CET
     proc = run_cli("ingest", "--db", str(db), "--timezone", "Mars/Olympus", str(GOLDEN / "reuse.log"), check=False)
     assert proc.returncode == 2 and "Mars/Olympus" in proc.stderr.decode()
+
+
+def test_a_failed_batch_leaves_nothing_and_the_next_ingest_resumes(tmp_path: Path) -> None:
+    # A batch's raw lines commit from a transaction of their own just before the batch does.
+    # When the batch then fails, those lines are past the store's next_seq: the next batch
+    # drops them and writes its own, so nothing is duplicated or lost.
+    from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig, StoreConfig
+    from exporter.generator import generate
+    from exporter.ingest import Pipeline
+    from exporter.store.db import Store
+
+    log = tmp_path / "mail.log"
+    generate(str(log), 6_000, seed=5)
+    configs = (ReaderConfig(batch_bytes=1 << 16), ParserConfig(year=2026, timezone="UTC"), CorrelatorConfig())
+
+    def ingest(db: Path, fail_at_batch: int | None) -> None:
+        store = Store(StoreConfig(path=db))
+        batches = []
+
+        def hook(con: duckdb.DuckDBPyConnection, info: object) -> None:
+            batches.append(info)
+            if len(batches) == fail_at_batch:
+                raise RuntimeError("the disk is full")
+        try:
+            Pipeline(store, *configs, batch_hooks=[hook]).ingest_files([str(log)])
+        finally:
+            store.close()
+
+    clean, failed = tmp_path / "clean.duckdb", tmp_path / "failed.duckdb"
+    ingest(clean, None)
+    try:
+        ingest(failed, 3)
+    except RuntimeError as exc:
+        assert "disk is full" in str(exc)
+    else:
+        raise AssertionError("the hook did not fail the batch")
+    con = duckdb.connect(str(failed), read_only=True)
+    committed, written = con.execute(
+        "SELECT (SELECT value::BIGINT FROM meta WHERE key = 'next_seq'), max(seq) + 1 FROM lines").fetchall()[0]
+    con.close()
+    assert written > committed > 0  # the failed batch's lines are in, past what committed
+    ingest(failed, None)  # resumes at the failed batch
+    assert search_json(failed) == search_json(clean)
+    tables = {}
+    for path in (clean, failed):
+        con = duckdb.connect(str(path), read_only=True)
+        tables[path] = con.execute("SELECT msg_id, seq, line FROM lines ORDER BY seq").fetchall()
+        con.close()
+    assert tables[failed] == tables[clean] and tables[clean]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -93,6 +93,58 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     cur = con.cursor()
     cur.execute(f"USE {CATALOG}")
     return cur
+
+
+class Background:
+    """Jobs on a connection and a thread of their own, one at a time, each in a transaction
+    of its own: the pipeline hands a batch's records refresh and its raw lines here so that
+    they run beside the main thread's work on the next batch (or this one's). `start` hands
+    a job over; `wait` returns once it has committed, and raises its error if it failed.
+    Whoever starts a job decides when to wait: before committing what must follow it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection,
+                 setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        self._cur = cursor(con)
+        if setup is not None:
+            setup(self._cur)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def run(self, job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """The job now, on this thread."""
+        self._cur.execute("BEGIN TRANSACTION")
+        try:
+            job(self._cur)
+        except BaseException:
+            self._cur.execute("ROLLBACK")
+            raise
+        self._cur.execute("COMMIT")
+
+    def start(self, job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        self.wait()
+
+        def work() -> None:
+            try:
+                self.run(job)
+            except BaseException as exc:  # raised to the pipeline by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="store-background", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._cur.close()
 
 
 class Store:

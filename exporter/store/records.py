@@ -8,7 +8,6 @@ facts. meta `records_seq` says how far they are current: lines before it are in 
 """
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
 import duckdb
@@ -52,59 +51,6 @@ def refresh(con: duckdb.DuckDBPyConnection) -> None:
     _insert(con, "(SELECT msg_id FROM rec_touched)", f"j.seq >= {int(since)}", (lo, hi))
     con.execute("DROP TABLE rec_touched")
     meta.put(con, "records_seq", str(upto))
-
-
-class Refresher:
-    """Refreshes the records of a committed batch on a thread of its own, in a transaction of
-    its own, while the next batch is correlated: the refresh is a fifth of a batch's work on
-    the main thread, and the second core has room for it. The next batch waits for it before
-    committing (`wait`), so records lag the facts by one batch at most, and two writers never
-    commit at once. A refresh cut short by a crash is redone by the next one: records_seq
-    commits with the records."""
-
-    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        self._cur = cursor  # a connection of its own (db.cursor): one transaction per connection
-        reasons.install(cursor)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def catch_up(self) -> None:
-        """Refresh now, on this thread."""
-        self._cur.execute("BEGIN TRANSACTION")
-        try:
-            refresh(self._cur)
-        except BaseException:
-            self._cur.execute("ROLLBACK")
-            raise
-        self._cur.execute("COMMIT")
-
-    def start(self) -> None:
-        """Refresh in the background (after a batch has committed)."""
-        self.wait()
-
-        def run() -> None:
-            try:
-                self.catch_up()
-            except BaseException as exc:  # raised to the pipeline by wait()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="records", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Until the refresh started last has committed; its error, if it failed."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._cur.close()
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None:
