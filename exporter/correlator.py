@@ -164,7 +164,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     (lines_to or (lambda lines: write_lines(con, lines)))(cev["lines"])
     new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
-    _write_attempts(con, cev["delivery"])
+    _write_attempts(con, cev["delivery"], batch["ev_tls"])
     _merge_recipients(con, new_ids)
     _write_rejects_links_lines(con, source_name, config.link_window_seconds)
     result = BatchResult()
@@ -431,13 +431,12 @@ _ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport
 _TLS_WINDOW_US = 600 * 1_000_000
 
 
-def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> None:
+def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table, ev_tls: pa.Table) -> None:
     """Delivery lines (cev_delivery), each with the TLS handshake its process logged just
-    before it (matched in numpy)."""
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE tls_seen AS
-        SELECT host, pid, seq, ts, peer, tls_direction, tls_protocol, tls_trust, tls_cipher FROM ev_tls
-        UNION ALL SELECT * FROM pid_tls""")
+    before it (matched in numpy): this batch's handshakes or the latest of an earlier one."""
+    seen = ev_tls.select(list(_PID_TLS))
+    # Arrow, not a temp table: DuckDB would copy every handshake's strings in only to read them twice
+    con.register("tls_seen", pa.concat_tables([seen, con.sql("SELECT * FROM pid_tls").to_arrow_table().cast(seen.schema)]))
     con.register("att_batch", _attempts_numpy(con, delivery))
     con.execute("""
         INSERT INTO attempts BY NAME SELECT * EXCLUDE (link_kind, child_qid, host) FROM att_batch;
@@ -450,6 +449,11 @@ def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> None:
         WHERE ts >= (SELECT max(ts) FROM tls_seen) - INTERVAL 10 MINUTE
         GROUP BY host, pid;
     """)
+    con.unregister("tls_seen")
+
+
+# pid_tls's columns, in its order (schema.py)
+_PID_TLS = ("host", "pid", "seq", "ts", "peer", "tls_direction", "tls_protocol", "tls_trust", "tls_cipher")
 
 
 def _attempts_numpy(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> pa.Table:
