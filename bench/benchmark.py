@@ -2,8 +2,8 @@
 """Ingest benchmark: postfix-insights next to pflogsumm and prometheus-postfix-exporter.
 
 Generates corpora with the project's generator (cached in .bench/), runs each tool on the
-same file several times and prints medians of wall time, lines/s and peak RSS; with
---write, replaces the generated section of BENCHMARKS.md.
+same file several times (in rounds: every tool once per round) and prints medians of wall
+time, lines/s and peak RSS; with --write, replaces the generated section of BENCHMARKS.md.
 
     python bench/benchmark.py [--lines 1000000 5000000] [--runs 3] [--write]
 
@@ -142,13 +142,21 @@ def main() -> int:
         lines = sum(1 for _ in open(log, "rb"))
         size = log.stat().st_size
         subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # page cache, as for every tool
+        tools = {}
         for name, fn in TOOLS.items():
             if args.tools and not any(t in name for t in args.tools):
                 continue
             if fn is not run_ours and shutil.which(name.split()[0]) is None:
                 print(f"skip {name}: not installed", file=sys.stderr)
                 continue
-            results = [fn(log) for _ in range(args.runs)]
+            tools[name] = fn
+        # round by round, each tool once per round: the machine's speed drifts over minutes,
+        # and a drift then slows every tool's runs alike instead of one tool's
+        by_tool: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
+        for _ in range(args.runs):
+            for name, fn in tools.items():
+                by_tool[name].append(fn(log))
+        for name, results in by_tool.items():
             wall = statistics.median(r[0] for r in results)
             rss = statistics.median(r[1] for r in results)
             rows.append((n, lines, size, name, wall, rss, [round(r[0], 2) for r in results]))
@@ -165,7 +173,7 @@ def write_markdown(rows: list[tuple], runs: int) -> None:
     out = [MARK_BEGIN, "",
            f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {os.cpu_count()} cores ({cpu}), "
            f"Python {platform.python_version()}; corpus from `exporter.generator` (seed 42, hosts mx1,mx2), "
-           f"file in page cache; median of {runs} runs (`python bench/benchmark.py --write`).", "",
+           f"file in page cache; median of {runs} runs, the tools taking turns (`python bench/benchmark.py --write`).", "",
            "| corpus | tool | median wall s | lines/s | peak RSS MiB | runs (s) |",
            "|---|---|---:|---:|---:|---|"]
     for n, lines, size, name, wall, rss, runs_s in rows:

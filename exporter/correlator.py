@@ -166,7 +166,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
     _write_attempts(con, cev["delivery"], batch["ev_tls"])
     _merge_recipients(con, new_ids)
-    _write_rejects_links_lines(con, source_name, config.link_window_seconds)
+    _write_rejects_links(con, source_name, config.link_window_seconds)
     result = BatchResult()
     result.evicted = _close_and_evict(con, config)
     _count_lines(con, result.evicted)
@@ -564,7 +564,7 @@ _RCPT_OF_ATTEMPTS = """
     arg_max_null(transport, seq) AS transport"""
 
 
-def _write_rejects_links_lines(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:
+def _write_rejects_links(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:
     con.execute("""
         INSERT INTO rejects BY NAME
         SELECT r.seq, r.ts, r.host, r.qid AS queue_id, r.msg_id, r.daemon, r.action, r.stage, r.client_host, r.client_ip,
