@@ -586,9 +586,11 @@ def _write_rejects_links(con: duckdb.DuckDBPyConnection, source_name: str, link_
             FROM cev_notify n WHERE n.msg_id IS NOT NULL
             UNION ALL
             SELECT msg_id, host, child_qid, 'content filter', ts, seq FROM att_batch WHERE child_qid IS NOT NULL),
+        -- only instances of a child queue ID: the ASOF join then sorts a few rows, not every start
         link_candidates AS (
-            SELECT host, qid, seq, msg_id, ts FROM qev WHERE starts
-            UNION ALL SELECT host, queue_id, first_seq, msg_id, last_ts FROM open_msgs)
+            SELECT host, qid, seq, msg_id, ts FROM qev WHERE starts AND qid IN (SELECT child_qid FROM link_batch)
+            UNION ALL SELECT host, queue_id, first_seq, msg_id, last_ts FROM open_msgs
+            WHERE queue_id IN (SELECT child_qid FROM link_batch))
         SELECT l.parent_msg_id,
                CASE WHEN l.kind <> 'content filter' OR epoch(l.ts - c.ts) <= {link_window} THEN c.msg_id END,
                l.host, l.child_qid, l.kind, l.ts
