@@ -161,7 +161,10 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     seg_msg, starts, qev = _assign(con, segments, next_msg_id, expire, first_seq)
     con.register("qev", qev)  # scanned in place, like the parser's tables
     cev = _with_msg_ids(con, batch, segments, seg_msg, qev)
-    (lines_to or (lambda lines: write_lines(con, lines)))(cev["lines"])
+    if lines_to is None:
+        write_lines(con, cev["lines"])
+    else:
+        lines_to(cev["lines"])
     new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
     _write_attempts(con, cev["delivery"], batch["ev_tls"])

@@ -1,5 +1,6 @@
-"""The store's small key/value state (table meta), on any connection: a Store's own, or the
-records refresher's cursor, which keeps its progress there in a transaction of its own."""
+"""The store's small key/value state (table meta), on any connection: a Store's own, or a
+background writer's (db.Background), such as the records refresh keeping its progress there
+in a transaction of its own."""
 from __future__ import annotations
 
 import duckdb
