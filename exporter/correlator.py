@@ -78,7 +78,6 @@ class Segments:
     perhaps a group's first, which may continue the group's open instance (`_assign` decides).
     Segments are numbered by their first line; rows are ev1 rows (the batch's seq from 0)."""
     q: pa.Table                        # the message lines: seq, ts, host, qid, kind, instance
-    rows: np.ndarray                   # per q row: its ev1 row
     group: np.ndarray                  # per q row: its group (index into keys)
     seg: np.ndarray                    # per q row: its segment
     cut: np.ndarray                    # per q row: starts its segment
@@ -89,7 +88,6 @@ class Segments:
     seg_first_us: np.ndarray           # per segment: time of its first line (us)
     facts: pa.Table                    # per segment: msg_batch's columns but msg_id (seq from 0)
     family_seg: dict[str, np.ndarray]  # per row of each _CEV family: its segment, -1 if none
-    text: pa.Array                     # the batch's raw lines (every ev1 row)
 
 
 # families whose rows the correlator needs with their instance: as cev_<family> (ev_<family> + msg_id)
@@ -103,8 +101,7 @@ def _keys(host: pa.ChunkedArray | pa.Array, qid: pa.ChunkedArray | pa.Array) -> 
     return joined if isinstance(joined, pa.ChunkedArray) else pa.chunked_array([joined], wide)
 
 
-def prepare(ev1: pa.Table, families: dict[str, pa.Table], text: pa.Array,
-            config: CorrelatorConfig) -> Segments:
+def prepare(ev1: pa.Table, families: dict[str, pa.Table], config: CorrelatorConfig) -> Segments:
     """The batch's segments and their facts, from the parser's tables alone (no store)."""
     expire = float(config.expire_after_seconds)
     is_msg = pc.and_(pc.is_valid(ev1.column("qid")), pc.is_in(ev1.column("kind"), value_set=_MESSAGE_KINDS))
@@ -141,10 +138,10 @@ def prepare(ev1: pa.Table, families: dict[str, pa.Table], text: pa.Array,
     seg_of_row[rows] = seg
     family_seg = {f: seg_of_row[families[f].column("seq").to_numpy(zero_copy_only=False)] for f in _CEV}
     return Segments(
-        q=q, rows=rows, group=group, seg=seg, cut=cut, keys=enc.dictionary,
+        q=q, group=group, seg=seg, cut=cut, keys=enc.dictionary,
         seg_group=group[starts_at], seg_head=head[starts_at], seg_origin=origin[starts_at],
         seg_first_us=ts[starts_at],
-        facts=_facts(q, seg, nseg, families, family_seg), family_seg=family_seg, text=text)
+        facts=_facts(q, seg, nseg, families, family_seg), family_seg=family_seg)
 
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
@@ -240,11 +237,11 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
         ids = np.where(at >= 0, seg_msg[at], -1) if len(seg_msg) else np.full(len(at), -1, np.int64)
         cev[family] = batch[f"ev_{family}"].append_column("msg_id", pa.array(ids, mask=ids < 0))
         con.register(f"cev_{family}", cev[family])
-    ids = np.full(len(segs.text), -1, np.int64)
-    ids[segs.rows] = qev.column("msg_id").to_numpy()
     ev1 = batch["ev1"]
+    ids = np.full(ev1.num_rows, -1, np.int64)
+    ids[segs.q.column("seq").to_numpy()] = qev.column("msg_id").to_numpy()  # q's seq: its ev1 row
     cev["lines"] = pa.table({"msg_id": pa.array(ids, mask=ids < 0), "seq": ev1.column("seq"),
-                             "ts": ev1.column("ts"), "line": segs.text})
+                             "ts": ev1.column("ts"), "line": batch["batch_in"].column("line")})
     return cev
 
 

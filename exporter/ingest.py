@@ -144,7 +144,7 @@ class Pipeline:
         """The correlator's work that needs only the batch (see correlator.Segments)."""
         if not len(parsed.text):
             return None
-        return correlator.prepare(parsed.ev1, parsed.families, parsed.text, self.correlator_config)
+        return correlator.prepare(parsed.ev1, parsed.families, self.correlator_config)
 
     def _ingest_chunk(self, size: int, parsed: parser.Parsed, segments: correlator.Segments | None,
                       end_offset: int, state: SourceState, log: LogInput, stats: IngestStats,

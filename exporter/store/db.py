@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +95,18 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction on `con`: committed when the block ends, rolled back when it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class Background:
     """Jobs on a connection and a thread of their own, one at a time, each in a transaction
     of its own: the pipeline hands a batch's records refresh and its raw lines here so that
@@ -112,13 +124,8 @@ class Background:
 
     def run(self, job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         """The job now, on this thread."""
-        self._cur.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self._cur):
             job(self._cur)
-        except BaseException:
-            self._cur.execute("ROLLBACK")
-            raise
-        self._cur.execute("COMMIT")
 
     def start(self, job: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         self.wait()
@@ -210,15 +217,8 @@ class Store:
     def counter(self, key: str) -> int:
         return meta.counter(self.con, key)
 
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return transaction(self.con)
 
     # -- sources ---------------------------------------------------------------------------
     def find_source(self, fingerprint: bytes) -> SourceState | None:
