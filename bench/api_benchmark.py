@@ -45,7 +45,6 @@ from exporter.store import records as record_table  # noqa: E402
 COPY = {
     "messages": ({"first_ts", "last_ts", "queued_ts", "expired_ts", "held_ts", "action_ts"}, {"msg_id"},
                  {"first_seq", "last_seq"}, {"queue_id"}),
-    "recipients": ({"ts", "first_ts"}, {"msg_id"}, set(), set()),
     "attempts": ({"ts"}, {"msg_id"}, {"seq"}, set()),
     "rejects": ({"ts"}, {"msg_id"}, {"seq"}, {"queue_id"}),
     "links": ({"ts"}, {"parent_msg_id", "child_msg_id"}, set(), {"child_queue_id"}),
@@ -152,9 +151,9 @@ def main() -> None:
     n_records, t0, t1 = con.execute("SELECT count(*), min(time), max(time) FROM delivery_records").fetchall()[0]
     rnd = random.Random(5)
     recipients = [r[0] for r in con.execute(
-        "SELECT recipient FROM recipients WHERE recipient IS NOT NULL USING SAMPLE 200 ROWS").fetchall()]
+        "SELECT recipient FROM delivery_records WHERE recipient IS NOT NULL USING SAMPLE 200 ROWS").fetchall()]
     domains = [r[0] for r in con.execute(
-        "SELECT lower(split_part(recipient, '@', 2)) FROM recipients USING SAMPLE 200 ROWS").fetchall()]
+        "SELECT rcpt_domain FROM delivery_records WHERE rcpt_domain IS NOT NULL USING SAMPLE 200 ROWS").fetchall()]
     subjects = [r[0] for r in con.execute(
         "SELECT subject FROM messages WHERE subject IS NOT NULL USING SAMPLE 2000 ROWS").fetchall()]
     words = [w for s in subjects for w in s.split() if len(w) > 4 and w.isalpha()]

@@ -254,13 +254,14 @@ def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
             FROM attempts WHERE msg_id = ? ORDER BY seq""", ids):
         by_rcpt.setdefault((a.pop("msg_id"), a.pop("recipient"), a.pop("orig_key")), []).append(a)
     rcpts = _each(con, """
-        SELECT msg_id, first_ts, recipient, orig_recipient, status, dsn, relay, delay AS delay_seconds, response, tls
-        FROM recipients WHERE msg_id = ?""", ids)
-    rcpts.sort(key=lambda r: (order.get(r["msg_id"], 0), r.pop("first_ts") or "", r["recipient"] or ""))
-    recipients = []
+        SELECT msg_id, recipient, orig_recipient, status, dsn, relay, delay_seconds, response, tls
+        FROM delivery_records WHERE msg_id = ? AND starts_with(rk, 'r')""", ids)
     for r in rcpts:
-        key = (r["msg_id"], r["recipient"], r["orig_recipient"] or "")
-        recipients.append({"queue_id": qid.get(r.pop("msg_id")), **r, "attempts": by_rcpt.get(key, [])})
+        r["attempts"] = by_rcpt.get((r["msg_id"], r["recipient"], r["orig_recipient"] or ""), [])
+    # by instance, then by first attempt
+    rcpts.sort(key=lambda r: (order.get(r["msg_id"], 0), r["attempts"][0]["time"] if r["attempts"] else "",
+                              r["recipient"] or ""))
+    recipients = [{"queue_id": qid.get(r.pop("msg_id")), **r} for r in rcpts]
     seen: set[tuple] = set()
     link_rows = [r for mid in ids for r in _link_rows(con, mid) if not (r in seen or seen.add(r))]
     links = [{"kind": kind, "parent_queue_id": qid.get(parent), "child_queue_id": qid.get(child, child_qid),

@@ -251,7 +251,7 @@ async def handle_health(request: web.Request) -> web.Response:
     p = parse(Params, request)
 
     def probe(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-        records = cur.execute("SELECT count(*) FROM recipients").fetchall()[0][0]
+        records = cur.execute("SELECT count(*) FROM delivery_records").fetchall()[0][0]
         messages, last = cur.execute("SELECT count(*), max(last_ts) FROM messages").fetchall()[0]
         return {"records": records, "messages": messages, "last_time": iso_utc(last) if last else None}
 

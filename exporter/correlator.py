@@ -165,7 +165,6 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
     _write_attempts(con, cev["delivery"], batch["ev_tls"])
-    _merge_recipients(con, new_ids)
     _write_rejects_links(con, source_name, config.link_window_seconds)
     result = BatchResult()
     result.evicted = _close_and_evict(con, config)
@@ -387,17 +386,18 @@ def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table, new_ids
         SELECT DISTINCT o.msg_id FROM open_msgs o JOIN qev q ON q.host = o.host AND q.qid = o.queue_id
         WHERE q.starts AND q.msg_id <> o.msg_id;
 
-        -- instances continued from an earlier batch: their stored (open) row merged with the batch's
-        CREATE OR REPLACE TEMP TABLE msg_merged AS
+        -- every instance the batch touched, as it stands after it (msg_now, which the records
+        -- are made from): those continued from an earlier batch, their stored (open) row merged
+        -- with the batch's facts; those starting here as they are (m all NULL)
+        CREATE OR REPLACE TEMP TABLE msg_now AS
         SELECT {_MERGED}
-        FROM (SELECT * FROM msg_batch WHERE NOT {new}) b JOIN (SELECT * FROM messages WHERE open) m USING (msg_id);
-
-        DELETE FROM messages WHERE open AND msg_id IN (SELECT msg_id FROM msg_merged);
-        INSERT INTO messages BY NAME SELECT * FROM msg_merged;
-        -- instances starting in this batch: no stored row (m all NULL)
-        INSERT INTO messages BY NAME
+        FROM (SELECT * FROM msg_batch WHERE NOT {new}) b JOIN (SELECT * FROM messages WHERE open) m USING (msg_id)
+        UNION ALL
         SELECT {_MERGED}
         FROM (SELECT * FROM msg_batch WHERE {new}) b LEFT JOIN (SELECT * FROM messages WHERE false) m ON false;
+
+        DELETE FROM messages WHERE open AND msg_id IN (SELECT msg_id FROM msg_now WHERE NOT {new});
+        INSERT INTO messages BY NAME SELECT * FROM msg_now;
         UPDATE messages SET open = false WHERE open AND msg_id IN (SELECT msg_id FROM superseded);
     """)
 
@@ -514,54 +514,6 @@ def _attempts_numpy(con: duckdb.DuckDBPyConnection, delivery: pa.Table) -> pa.Ta
         "tls_protocol": tls("tls_protocol"), "tls_trust": tls("tls_trust"), "tls_cipher": tls("tls_cipher"),
         "link_kind": d.column("link_kind"), "child_qid": d.column("child_qid"), "host": d.column("host"),
     })
-
-
-def _merge_recipients(con: duckdb.DuckDBPyConnection, new_ids: tuple[int, int]) -> None:
-    """Per recipient: the latest attempt's status and how many attempts there were. The
-    instances `new_ids` start in this batch: nothing stored to merge with."""
-    new = f"msg_id BETWEEN {new_ids[0]} AND {new_ids[1]}"
-    con.execute(f"""
-        INSERT INTO recipients BY NAME
-        SELECT {_RCPT_OF_ATTEMPTS} FROM att_batch WHERE {new}
-        GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
-
-        CREATE OR REPLACE TEMP TABLE rcpt_batch AS
-        SELECT {_RCPT_OF_ATTEMPTS}, coalesce(orig_recipient, '') AS orig_key
-        FROM att_batch WHERE NOT {new}
-        GROUP BY msg_id, recipient, coalesce(orig_recipient, '');
-
-        CREATE OR REPLACE TEMP TABLE rcpt_old AS
-        SELECT r.* FROM recipients r
-        WHERE r.msg_id IN (SELECT open_id FROM qev WHERE open_id IS NOT NULL)
-          AND r.msg_id IN (SELECT msg_id FROM rcpt_batch);
-
-        DELETE FROM recipients WHERE msg_id IN (SELECT DISTINCT msg_id FROM rcpt_old);
-        INSERT INTO recipients BY NAME
-        SELECT b.msg_id, b.recipient, coalesce(b.orig_recipient, o.orig_recipient) AS orig_recipient, b.ts,
-               coalesce(o.first_ts, b.first_ts) AS first_ts, b.status, b.dsn, b.relay, b.delay,
-               b.attempts + coalesce(o.attempts, 0) AS attempts, b.response, b.tls, b.transport
-        FROM rcpt_batch b
-        LEFT JOIN rcpt_old o ON o.msg_id = b.msg_id AND o.recipient = b.recipient
-                             AND coalesce(o.orig_recipient, '') = b.orig_key;
-        INSERT INTO recipients BY NAME
-        SELECT o.* FROM rcpt_old o ANTI JOIN rcpt_batch b
-            ON o.msg_id = b.msg_id AND o.recipient = b.recipient AND coalesce(o.orig_recipient, '') = b.orig_key;
-
-        -- qmgr returned the message to its sender: recipients still deferred have expired
-        UPDATE recipients SET status = 'expired', ts = m.expired_ts
-        FROM msg_batch m
-        WHERE recipients.msg_id = m.msg_id AND m.expired_ts IS NOT NULL AND recipients.status = 'deferred';
-    """)
-
-
-# A recipient's row from this batch's attempts (grouped by msg_id, recipient, orig_recipient)
-_RCPT_OF_ATTEMPTS = """
-    msg_id, recipient, any_value(orig_recipient) AS orig_recipient,
-    -- the latest attempt's values as they are: arg_max would skip its NULLs (no TLS, no reply)
-    max(ts) AS ts, min(ts) AS first_ts, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
-    arg_max_null(relay, seq) AS relay, arg_max_null(delay, seq) AS delay, count(*)::INTEGER AS attempts,
-    arg_max_null(response, seq) AS response, arg_max_null(tls_protocol, seq) AS tls,
-    arg_max_null(transport, seq) AS transport"""
 
 
 def _write_rejects_links(con: duckdb.DuckDBPyConnection, source_name: str, link_window: float) -> None:

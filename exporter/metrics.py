@@ -61,7 +61,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
 
 def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
     """Add this batch's deltas to metric_totals. Runs inside the batch's transaction, after the
-    correlator, over its temp tables (ev, ev_<family>, att_batch, msg_batch)."""
+    correlator, over its temp tables (ev, ev_<family>, att_batch, msg_batch, rcpt_now)."""
     con.execute(f"""
         INSERT INTO metric_domains
         SELECT domain FROM (
@@ -128,9 +128,8 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             FROM att_batch WHERE status = 'bounced' GROUP BY ALL
             UNION ALL
             SELECT 'bounces_total', json_object('dsn', coalesce(r.dsn, ''), 'reason', 'expired'), count(*)
-            FROM msg_batch b JOIN recipients r ON r.msg_id = b.msg_id
-            WHERE b.expired_ts IS NOT NULL AND r.status = 'expired'
-              AND r.msg_id >= (SELECT min(msg_id) FROM msg_batch) GROUP BY ALL
+            FROM msg_batch b JOIN rcpt_now r ON r.msg_id = b.msg_id
+            WHERE b.expired_ts IS NOT NULL AND r.status = 'expired' GROUP BY ALL
             UNION ALL
             SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {reason_sql('response')}), count(*)
             FROM ev_reject WHERE action IN ('reject', 'milter-reject') GROUP BY ALL

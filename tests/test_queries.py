@@ -138,12 +138,12 @@ def test_parse_time_forms() -> None:
 
 def test_export_parquet_partitioned_by_day(store: Path, tmp_path: Path) -> None:
     run_cli("export", "--db", str(store), str(tmp_path / "pq"))
-    days = sorted(p.name for p in (tmp_path / "pq" / "recipients").iterdir())
+    days = sorted(p.name for p in (tmp_path / "pq" / "delivery_records").iterdir())
     assert "day=2026-03-03" in days
     con = duckdb.connect()
-    n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp_path}/pq/recipients/*/*.parquet')").fetchall()[0][0]
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp_path}/pq/delivery_records/*/*.parquet')").fetchall()[0][0]
     src = duckdb.connect(str(store), read_only=True)
-    assert n == src.execute("SELECT count(*) FROM recipients").fetchall()[0][0]
+    assert n == src.execute("SELECT count(*) FROM delivery_records").fetchall()[0][0]
     src.close()
 
 

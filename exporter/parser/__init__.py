@@ -137,7 +137,7 @@ def drop_batch_tables(con: duckdb.DuckDBPyConnection) -> None:
     for (name,) in names:
         con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
     con.unregister("batch_in")
-    for name in ("msg_batch", "att_batch"):  # the correlator's Arrow tables, read by the hooks and refresh
+    for name in ("msg_batch", "att_batch"):  # the correlator's Arrow tables, read by the records and hooks
         con.unregister(name)
     for name in ("ev1", *(f"ev_{f}" for f in FAMILIES)):
         con.unregister(name)

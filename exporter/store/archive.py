@@ -11,7 +11,7 @@ from exporter.store.db import Store
 
 # table -> the column that says which day a row belongs to
 _DAY_OF = {
-    "messages": "first_ts", "attempts": "ts", "recipients": "ts", "rejects": "ts", "links": "ts",
+    "messages": "first_ts", "attempts": "ts", "rejects": "ts", "links": "ts",
     "lines": "ts", "unparsed": "ts", "delivery_records": "time",
 }
 
@@ -37,7 +37,7 @@ def prune(store: Store, older_than_days: float) -> int:
                        SELECT msg_id FROM messages WHERE NOT open AND last_ts < ?""", [cutoff])
         n = con.execute("SELECT count(*) FROM old_msgs").fetchall()[0][0]
         records.prune(con, cutoff)
-        for table in ("attempts", "recipients", "lines"):
+        for table in ("attempts", "lines"):
             con.execute(f"DELETE FROM {table} WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
         con.execute("DELETE FROM links WHERE parent_msg_id IN (SELECT msg_id FROM old_msgs)")
         con.execute("DELETE FROM messages WHERE msg_id IN (SELECT msg_id FROM old_msgs)")

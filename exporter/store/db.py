@@ -12,7 +12,7 @@ import duckdb
 
 from exporter import reasons
 from exporter.config import StoreConfig
-from exporter.store import meta, records
+from exporter.store import records
 from exporter.store.schema import RECORDS_TABLE, SCHEMA_VERSION, TABLES
 
 
@@ -109,16 +109,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 class Background:
     """Jobs on a connection and a thread of their own, one at a time, each in a transaction
-    of its own: the pipeline hands a batch's records refresh and its raw lines here so that
-    they run beside the main thread's work on the next batch (or this one's). `start` hands
-    a job over; `wait` returns once it has committed, and raises its error if it failed.
-    Whoever starts a job decides when to wait: before committing what must follow it."""
+    of its own: the pipeline hands a batch's raw lines here so that they are written beside
+    the main thread's work on it. `start` hands a job over; `wait` returns once it has
+    committed, and raises its error if it failed. Whoever starts a job decides when to wait:
+    before committing what must follow it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection,
-                 setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._cur = cursor(con)
-        if setup is not None:
-            setup(self._cur)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -192,7 +189,8 @@ class Store:
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
         if version is not None and int(version) < SCHEMA_VERSION:
-            # delivery_records is derived from the other tables: rebuild it in its new shape
+            # delivery_records is derived from the facts: rebuilt in its new shape (before
+            # version 4, a recipients table held the per-recipient status it now holds)
             with self.transaction():
                 kind = self.con.execute("SELECT table_type FROM information_schema.tables "
                                         "WHERE table_name = 'delivery_records'").fetchall()
@@ -200,22 +198,24 @@ class Store:
                     self.con.execute(f"DROP {'VIEW' if kind[0][0] == 'VIEW' else 'TABLE'} delivery_records")
                 self.con.execute(RECORDS_TABLE)
                 records.rebuild(self.con)
+                self.con.execute("DROP TABLE IF EXISTS recipients")
+                self.con.execute("DELETE FROM meta WHERE key = 'records_seq'")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
         self.con.execute(RECORDS_TABLE)
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        if self.meta("records_seq") is None:  # a store whose records were refreshed in each batch's transaction
-            self.set_meta("records_seq", str(self.counter("next_seq")))
 
     # -- small key/value state -------------------------------------------------------------
     def meta(self, key: str) -> str | None:
-        return meta.get(self.con, key)
+        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        meta.put(self.con, key, value)
+        self.con.execute("DELETE FROM meta WHERE key = ?", [key])
+        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
 
     def counter(self, key: str) -> int:
-        return meta.counter(self.con, key)
+        return int(self.meta(key) or 0)
 
     def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return transaction(self.con)

@@ -5,7 +5,8 @@ events where timestamps tie and names a line for the trace.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 3   # 2: delivery_records became a table (was a view); 3: its reason column
+SCHEMA_VERSION = 4   # 2: delivery_records became a table (was a view); 3: its reason column;
+                     # 4: it holds the per-recipient status (the recipients table went)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -30,11 +31,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     delay_before_queue DOUBLE, delay_in_queue DOUBLE, delay_connect DOUBLE, delay_transmit DOUBLE,
     dsn VARCHAR, status VARCHAR, response VARCHAR, code VARCHAR,
     tls_protocol VARCHAR, tls_trust VARCHAR, tls_cipher VARCHAR);
--- per-recipient final status (the latest attempt, with the attempt count)
-CREATE TABLE IF NOT EXISTS recipients (
-    msg_id BIGINT, recipient VARCHAR, orig_recipient VARCHAR, ts TIMESTAMP, first_ts TIMESTAMP,
-    status VARCHAR, dsn VARCHAR, relay VARCHAR, delay DOUBLE, attempts INTEGER, response VARCHAR, tls VARCHAR,
-    transport VARCHAR);
 -- SMTP-time rejects (NOQUEUE or with a queue ID), access-map actions, and header/body-check rejects
 CREATE TABLE IF NOT EXISTS rejects (
     seq BIGINT, ts TIMESTAMP, host VARCHAR, queue_id VARCHAR, msg_id BIGINT, daemon VARCHAR,
@@ -61,8 +57,8 @@ CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue_id);
 # One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
 # plus msg_id, a few columns the read side filters on, and `rk`, a key unique per row that
 # orders rows with equal times (cursor paging). A table, not a view: the read side searches
-# and aggregates it without joins (exporter/store/records.py keeps it in step, batch by batch,
-# in the batch's own transaction).
+# and aggregates it without joins. It is also the per-recipient state a batch merges its
+# attempts into (exporter/store/records.py writes it in each batch's transaction).
 RECORD_COLUMNS = """
     time TIMESTAMP, host VARCHAR, queue_id VARCHAR, message_id VARCHAR, sender VARCHAR, recipient VARCHAR,
     orig_recipient VARCHAR, subject VARCHAR, status VARCHAR, dsn VARCHAR, relay VARCHAR, delay_seconds DOUBLE,
@@ -72,37 +68,3 @@ RECORD_COLUMNS = """
     reason VARCHAR"""  # reason: category of a deferral, bounce or reject (exporter/reasons.py)
 
 RECORDS_TABLE = f"CREATE TABLE IF NOT EXISTS delivery_records ({RECORD_COLUMNS});"
-
-
-def records_select(msgs: str, rejects: str, id_range: tuple[int, int] | None = None) -> str:
-    """The delivery records of the message instances `msgs` (a SQL set of msg_ids) and of the
-    NOQUEUE rejects matching the condition `rejects` on table alias j. `id_range`, the lowest
-    and highest of those msg_ids, lets DuckDB skip row groups of the big tables."""
-    rng = f" AND msg_id BETWEEN {int(id_range[0])} AND {int(id_range[1])}" if id_range else ""
-    return f"""
-WITH mm AS (SELECT * FROM messages WHERE msg_id IN {msgs}{rng}),
-rr AS (SELECT * FROM recipients WHERE msg_id IN {msgs}{rng}),
-jj AS (SELECT * FROM rejects j WHERE action IN ('reject', 'milter-reject')
-       AND ((msg_id IN {msgs}{rng}) OR (msg_id IS NULL AND {rejects})))
-SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
-       r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
-       r.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
-       'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') AS rk
-FROM rr r JOIN mm m ON m.msg_id = r.msg_id
-UNION ALL
-SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
-       'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
-       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
-FROM jj j LEFT JOIN mm m ON m.msg_id = j.msg_id
-UNION ALL
--- queued (or held, discarded) with no recipient record and not rejected: pending
-SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts, m.first_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
-       CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
-            ELSE 'pending' END,
-       NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
-       m.msg_id, NULL, m.client_host, m.sasl_user, m.size, 'm' || m.msg_id
-FROM mm m
-WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
-  AND m.msg_id NOT IN (SELECT msg_id FROM rr)
-  AND m.msg_id NOT IN (SELECT msg_id FROM jj WHERE msg_id IS NOT NULL)
-"""
