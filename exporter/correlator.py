@@ -146,11 +146,12 @@ def prepare(ev1: pa.Table, families: dict[str, pa.Table], config: CorrelatorConf
 
 def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg_id: int,
               source_name: str, batch: dict[str, pa.Table], segments: Segments,
-              first_seq: int, lines_to: Callable[[pa.Table], None] | None = None) -> tuple[int, BatchResult]:
+              first_seq: int, rows_to: Callable[[str, pa.Table], None] | None = None) -> tuple[int, BatchResult]:
     """Fold the batch (the parser's tables as registered by parser.load, and its `segments`)
-    into the store. Its raw lines (for `write_lines`) go to `lines_to` as soon as their
-    instances are known, when given, else into the lines table here. Returns the next free
-    msg_id."""
+    into the store. Its rows of the SIDE_TABLES (raw lines, delivery attempts) go to
+    `rows_to(table, rows)` as soon as they are known, when given, else into their tables
+    here. Returns the next free msg_id."""
+    write = rows_to or functools.partial(write_rows, con)
     expire = float(config.expire_after_seconds)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE open_msgs AS
@@ -158,13 +159,10 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     seg_msg, starts, qev = _assign(con, segments, next_msg_id, expire, first_seq)
     con.register("qev", qev)  # scanned in place, like the parser's tables
     cev = _with_msg_ids(con, batch, segments, seg_msg, qev)
-    if lines_to is None:
-        write_lines(con, cev["lines"])
-    else:
-        lines_to(cev["lines"])
+    write("lines", cev["lines"])
     new_ids = (next_msg_id, next_msg_id + int(np.count_nonzero(starts)) - 1)  # of the instances starting here
     _merge_messages(con, _msg_batch(segments, seg_msg, first_seq), new_ids)
-    _write_attempts(con, cev["delivery"], batch["ev_tls"])
+    write("attempts", _attempts(con, cev["delivery"], batch["ev_tls"]))
     _write_rejects_links(con, source_name, config.link_window_seconds)
     result = BatchResult()
     result.evicted = _close_and_evict(con, config)
@@ -228,7 +226,7 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
     """cev_<family>: the family's rows with the msg_id of their line (NULL when not a message
     line), so that the merges below group by it instead of joining qev on seq. Registered,
     and returned by family; with "lines": every line of the batch with its instance (NULL
-    when none), for write_lines, which keeps the message lines without a copy of the
+    when none), for the lines table, which keeps the message lines without a copy of the
     batch's text made first."""
     cev: dict[str, pa.Table] = {}
     for family in _CEV:
@@ -244,13 +242,22 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
     return cev
 
 
-def write_lines(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
-    """A batch's message lines into the lines table (`lines`: cev_lines, see _with_msg_ids)."""
-    con.register("cev_lines", lines)
+# Tables that nothing later in a batch reads, so that their rows may be written from a
+# transaction of their own (every row has the seq of its line): the statement that writes a
+# batch's rows from the Arrow table side_rows
+SIDE_TABLES = {
+    "lines": "INSERT INTO lines SELECT * FROM side_rows WHERE msg_id IS NOT NULL",  # cev_lines: every line
+    "attempts": "INSERT INTO attempts BY NAME SELECT * FROM side_rows",
+}
+
+
+def write_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    """A batch's rows of one of the SIDE_TABLES into it."""
+    con.register("side_rows", rows)
     try:
-        con.execute("INSERT INTO lines SELECT * FROM cev_lines WHERE msg_id IS NOT NULL")
+        con.execute(SIDE_TABLES[table])
     finally:
-        con.unregister("cev_lines")
+        con.unregister("side_rows")
 
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -386,9 +393,9 @@ def _merge_messages(con: duckdb.DuckDBPyConnection, msg_batch: pa.Table, new_ids
         SELECT DISTINCT o.msg_id FROM open_msgs o JOIN qev q ON q.host = o.host AND q.qid = o.queue_id
         WHERE q.starts AND q.msg_id <> o.msg_id;
 
-        -- every instance the batch touched, as it stands after it (msg_now, which the records
-        -- are made from): those continued from an earlier batch, their stored (open) row merged
-        -- with the batch's facts; those starting here as they are (m all NULL)
+        -- every instance the batch touched, as it stands after it: those continued from an
+        -- earlier batch, their stored (open) row merged with the batch's facts; those starting
+        -- here as they are (m all NULL)
         CREATE OR REPLACE TEMP TABLE msg_now AS
         SELECT {_MERGED}
         FROM (SELECT * FROM msg_batch WHERE NOT {new}) b JOIN (SELECT * FROM messages WHERE open) m USING (msg_id)
@@ -431,16 +438,17 @@ _ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport
 _TLS_WINDOW_US = 600 * 1_000_000
 
 
-def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table, ev_tls: pa.Table) -> None:
+def _attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table, ev_tls: pa.Table) -> pa.Table:
     """Delivery lines (cev_delivery), each with the TLS handshake its process logged just
-    before it (matched in numpy): this batch's handshakes or the latest of an earlier one."""
+    before it (matched in numpy): this batch's handshakes or the latest of an earlier one.
+    Registered as att_batch (which also keeps the links' columns); returns the attempts rows.
+    pid_tls moves on to this batch's latest handshakes."""
     seen = ev_tls.select(list(_PID_TLS))
     # Arrow, not a temp table: DuckDB would copy every handshake's strings in only to read them twice
     con.register("tls_seen", pa.concat_tables([seen, con.sql("SELECT * FROM pid_tls").to_arrow_table().cast(seen.schema)]))
-    con.register("att_batch", _attempts_numpy(con, delivery))
+    att = _attempts_numpy(con, delivery)
+    con.register("att_batch", att)
     con.execute("""
-        INSERT INTO attempts BY NAME SELECT * EXCLUDE (link_kind, child_qid, host) FROM att_batch;
-
         DELETE FROM pid_tls;
         INSERT INTO pid_tls
         SELECT host, pid, max(seq), arg_max(ts, seq), arg_max(peer, seq), arg_max(tls_direction, seq),
@@ -450,6 +458,7 @@ def _write_attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table, ev_tls: 
         GROUP BY host, pid;
     """)
     con.unregister("tls_seen")
+    return att.drop_columns(["link_kind", "child_qid", "host"])
 
 
 # pid_tls's columns, in its order (schema.py)

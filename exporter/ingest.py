@@ -2,11 +2,12 @@
 
 Each batch of one source is one transaction: the rows it produced, the correlator's open
 state and the source's new position commit together or not at all. A file's batches write
-their raw lines from a transaction of their own, beside the main thread's work (_Side says
-how nothing is lost or duplicated all the same).
+their raw lines, delivery attempts and delivery records from transactions of their own,
+beside the main thread's work (_Side says how nothing is lost or duplicated all the same).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 # Nothing here uses BLAS: OpenBLAS's worker threads (started with numpy, imported below) would
@@ -24,7 +25,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from exporter import correlator, parser
+from exporter import correlator, parser, reasons
 from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig
 from exporter.parser.header import Clock
 from exporter.sources.files import LogInput, chunks, expand, open_log
@@ -76,6 +77,8 @@ class Pipeline:
         parser.install_macros(self.store.con)
         correlator.install(self.store.con)
         _leave_room_for_batches(self.store, self.reader.batch_bytes)
+        with self.store.transaction() as con:  # records a crash left behind the facts
+            records.refresh(con)
 
     def ingest_files(self, names: list[str], progress: Callable[[int], None] | None = None) -> IngestStats:
         """Ingest files (and '-' for stdin) in chronological order; each resumes where it left off."""
@@ -108,7 +111,8 @@ class Pipeline:
         # cursor only converts BSD local times to UTC
         cursor = db.cursor(store.con)
         batches = self._parsed(chunks(log, state.offset, self.reader.batch_bytes, final), clock, cursor)
-        side = _Side(db.Background(store.con))
+        side = _Side({table: db.Background(store.con) for table in correlator.SIDE_TABLES},
+                     db.Background(store.con, reasons.install))
         store.con.execute(f"SET threads = {int(store.config.ingest_threads)}")
         try:
             for size, parsed, segments, end_offset in _read_ahead(batches):
@@ -120,7 +124,7 @@ class Pipeline:
                     break
         finally:
             cursor.close()
-            side.close()
+            side.close()  # the last batch's records are in when this returns
             store.con.execute(f"SET threads = {int(store.config.threads)}")
         if not consumed:
             stats.skipped_files += 1
@@ -157,7 +161,9 @@ class Pipeline:
                 state.fingerprint = log.fingerprint
             state.clock_year, state.clock_month = parsed.clock  # as of this batch, not the read-ahead's
             store.save_source(state)
-            side.lines.wait()  # this batch's lines commit first: a crash between leaves them past next_seq
+            side.records.wait()  # the previous batch's records commit first
+            side.wait()  # this batch's side rows too: a crash between leaves them past next_seq
+        side.records.start(records.refresh)
         stats.lines += n
         stats.bytes += size
 
@@ -178,23 +184,25 @@ class Pipeline:
     def _ingest_batch(self, con: duckdb.DuckDBPyConnection, parsed: parser.Parsed,
                       segments: correlator.Segments | None, source: str, stats: IngestStats,
                       side: _Side | None) -> int:
-        """One batch into the store, in `con`'s transaction. With `side`, its raw lines are
-        written beside it (see _Side); without, in it."""
+        """One batch into the store, in `con`'s transaction. With `side`, its raw lines and
+        attempts are written beside it and its delivery records after it (see _Side);
+        without, in it."""
         store = self.store
         n = len(parsed.text)
         if not n or segments is None:
             return 0
         first_seq = store.counter("next_seq")
-        # lines a failed batch's side transaction left (see _Side): the seq numbers are reused
-        con.execute("DELETE FROM lines WHERE seq >= ?", [first_seq])
+        # rows a failed batch's side transactions left (see _Side): the seq numbers are reused
+        for table in correlator.SIDE_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE seq >= ?", [first_seq])
         backwards, tables = parser.load(con, parsed, first_seq)
-        lines_to = None if side is None else side.write_lines
-        first_msg_id = store.counter("next_msg_id") or 1
         next_msg_id, result = correlator.correlate(
-            con, self.correlator_config, first_msg_id, source, tables, segments, first_seq, lines_to)
-        records.write_batch(con, (first_msg_id, next_msg_id - 1), first_seq)
+            con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq,
+            None if side is None else side.write)
         store.set_meta("next_msg_id", str(next_msg_id))
         store.set_meta("next_seq", str(first_seq + n))
+        if side is None:
+            records.refresh(con)
         day = datetime.now(timezone.utc).date()
         anomalies = {"time_backwards": backwards, "invalid_utf8": parsed.invalid_utf8}
         for name, count in anomalies.items():
@@ -212,17 +220,30 @@ class Pipeline:
 
 @dataclass
 class _Side:
-    """A read file's batch writes its raw lines, the largest of its writes, from a transaction
-    of its own on a thread of its own, as soon as their instances are known: the second core
-    has room for them. They commit just before the batch, so rows a crash (or a failed
-    batch) leaves behind are past next_seq, and the next batch drops them."""
-    lines: db.Background
+    """A read file's batch writes part of its rows from transactions of their own, on threads
+    of their own, beside the main thread's work: the second core has room for them.
+    - Its rows of the correlator's SIDE_TABLES (raw lines, the largest of its writes, and
+      delivery attempts), as soon as they are known. They commit just before the batch:
+      rows a crash (or a failed batch) leaves behind are past next_seq, and the next batch
+      drops them. Nothing in the batch's own transaction reads them back (it would not see
+      them).
+    - Its delivery records, after it has committed, while the next batch is correlated; the
+      next batch commits after them. records_seq commits with them: a refresh a crash cut
+      short is redone when the store is next opened for writing."""
+    writers: dict[str, db.Background]
+    records: db.Background
 
-    def write_lines(self, lines: pa.Table) -> None:
-        self.lines.start(lambda con: correlator.write_lines(con, lines))
+    def write(self, table: str, rows: pa.Table) -> None:
+        self.writers[table].start(lambda con: correlator.write_rows(con, table, rows))
+
+    def wait(self) -> None:
+        for writer in self.writers.values():
+            writer.wait()
 
     def close(self) -> None:
-        self.lines.close()
+        with contextlib.ExitStack() as stack:  # every writer closed, even when one raises
+            for writer in (*self.writers.values(), self.records):
+                stack.callback(writer.close)
 
 
 # Memory of the batches in flight outside DuckDB (one correlated, one parsed ahead, one being

@@ -61,7 +61,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
 
 def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
     """Add this batch's deltas to metric_totals. Runs inside the batch's transaction, after the
-    correlator, over its temp tables (ev, ev_<family>, att_batch, msg_batch, rcpt_now)."""
+    correlator, over its temp tables (ev, ev_<family>, att_batch, msg_batch)."""
     con.execute(f"""
         INSERT INTO metric_domains
         SELECT domain FROM (
@@ -71,8 +71,21 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
         ORDER BY n DESC, domain
         LIMIT greatest(0, {int(top_domains)} - (SELECT count(*) FROM metric_domains));
     """)
+    # Every attempt of the instances removed or expired in this batch. This batch's are
+    # att_batch's: the attempts table may not have them yet (a read file's are written from a
+    # transaction of their own, which this one does not see). msg_ids only grow, so the range
+    # filter lets DuckDB skip the older part of `attempts`.
+    cols = "msg_id, seq, recipient, orig_recipient, status, dsn, " + ", ".join(DELAY_STAGES.values())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE metric_attempts AS
+        WITH ended AS (SELECT msg_id FROM msg_batch WHERE removed OR expired_ts IS NOT NULL)
+        SELECT {cols} FROM attempts
+        WHERE seq < (SELECT min(seq) FROM ev1) AND msg_id >= (SELECT coalesce(min(msg_id), 0) FROM ended)
+          AND msg_id IN (SELECT msg_id FROM ended)
+        UNION ALL
+        SELECT {cols} FROM att_batch WHERE msg_id IN (SELECT msg_id FROM ended)
+    """)
     # each message once, when it is removed: the delays of its last sent/bounced attempt, long form
-    # (msg_ids only grow, so the range filter lets DuckDB skip the older part of `attempts`)
     stage_rows = " UNION ALL ".join(f"SELECT '{stage}' AS stage, {col} AS v FROM final" for stage, col in DELAY_STAGES.items())
     le_list = ", ".join(f"'{le}'" for le in DELAY_BUCKETS)
     con.execute(f"""
@@ -81,9 +94,8 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             SELECT arg_max(a.delay, a.seq) AS delay, arg_max(a.delay_before_queue, a.seq) AS delay_before_queue,
                    arg_max(a.delay_in_queue, a.seq) AS delay_in_queue, arg_max(a.delay_connect, a.seq) AS delay_connect,
                    arg_max(a.delay_transmit, a.seq) AS delay_transmit
-            FROM attempts a JOIN msg_batch b ON a.msg_id = b.msg_id
+            FROM metric_attempts a JOIN msg_batch b ON a.msg_id = b.msg_id
             WHERE b.removed AND a.status IN ('sent', 'bounced')
-              AND a.msg_id >= (SELECT coalesce(min(msg_id), 0) FROM msg_batch WHERE removed)
             GROUP BY a.msg_id
         )
         SELECT * FROM ({stage_rows}) WHERE v IS NOT NULL
@@ -127,9 +139,13 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', {reason_sql('response')}), count(*)
             FROM att_batch WHERE status = 'bounced' GROUP BY ALL
             UNION ALL
-            SELECT 'bounces_total', json_object('dsn', coalesce(r.dsn, ''), 'reason', 'expired'), count(*)
-            FROM msg_batch b JOIN rcpt_now r ON r.msg_id = b.msg_id
-            WHERE b.expired_ts IS NOT NULL AND r.status = 'expired' GROUP BY ALL
+            -- recipients whose latest attempt was a deferral when qmgr returned the message
+            SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', 'expired'), count(*)
+            FROM (SELECT arg_max_null(a.status, a.seq) AS status, arg_max_null(a.dsn, a.seq) AS dsn
+                  FROM metric_attempts a JOIN msg_batch b ON a.msg_id = b.msg_id
+                  WHERE b.expired_ts IS NOT NULL
+                  GROUP BY a.msg_id, a.recipient, coalesce(a.orig_recipient, ''))
+            WHERE status = 'deferred' GROUP BY ALL
             UNION ALL
             SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {reason_sql('response')}), count(*)
             FROM ev_reject WHERE action IN ('reject', 'milter-reject') GROUP BY ALL

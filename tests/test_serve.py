@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import DATA, run_cli, search_json
@@ -74,6 +75,13 @@ def test_follows_appends_and_serves_metrics(tmp_path: Path) -> None:
     assert metric_sum(text, "postfix_insights_deliveries_total", status="bounced") == 1
     assert metric_sum(text, "postfix_insights_bounces_total", reason="expired") == 1
     assert metric_sum(text, "postfix_insights_unparsed_lines_total") == 0
+    # a delay per message removed after a final (sent or bounced) attempt, counted once
+    con = duckdb.connect(str(tmp_path / "reference.duckdb"), read_only=True)
+    (final,) = con.execute("""SELECT count(DISTINCT a.msg_id) FROM attempts a JOIN messages m USING (msg_id)
+                              WHERE m.removed AND a.status IN ('sent', 'bounced')""").fetchall()[0]
+    con.close()
+    assert final >= 5
+    assert metric_sum(text, "postfix_insights_delivery_delay_seconds_count", stage="total") == final
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             name = line.split()[2]

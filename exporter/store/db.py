@@ -12,7 +12,7 @@ import duckdb
 
 from exporter import reasons
 from exporter.config import StoreConfig
-from exporter.store import records
+from exporter.store import meta, records
 from exporter.store.schema import RECORDS_TABLE, SCHEMA_VERSION, TABLES
 
 
@@ -109,13 +109,16 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 class Background:
     """Jobs on a connection and a thread of their own, one at a time, each in a transaction
-    of its own: the pipeline hands a batch's raw lines here so that they are written beside
-    the main thread's work on it. `start` hands a job over; `wait` returns once it has
-    committed, and raises its error if it failed. Whoever starts a job decides when to wait:
-    before committing what must follow it."""
+    of its own: the pipeline hands a batch's raw lines, its attempts and its records refresh
+    here so that they run beside the main thread's work. `start` hands a job over; `wait`
+    returns once it has committed, and raises its error if it failed. Whoever starts a job
+    decides when to wait: before committing what must follow it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection,
+                 setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
         self._cur = cursor(con)
+        if setup is not None:
+            setup(self._cur)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -199,23 +202,22 @@ class Store:
                 self.con.execute(RECORDS_TABLE)
                 records.rebuild(self.con)
                 self.con.execute("DROP TABLE IF EXISTS recipients")
-                self.con.execute("DELETE FROM meta WHERE key = 'records_seq'")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
         self.con.execute(RECORDS_TABLE)
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        if self.meta("records_seq") is None:  # a new store
+            self.set_meta("records_seq", str(self.counter("next_seq")))
 
     # -- small key/value state -------------------------------------------------------------
     def meta(self, key: str) -> str | None:
-        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
-        return rows[0][0] if rows else None
+        return meta.get(self.con, key)
 
     def set_meta(self, key: str, value: str) -> None:
-        self.con.execute("DELETE FROM meta WHERE key = ?", [key])
-        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+        meta.put(self.con, key, value)
 
     def counter(self, key: str) -> int:
-        return int(self.meta(key) or 0)
+        return meta.counter(self.con, key)
 
     def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return transaction(self.con)

@@ -1,11 +1,11 @@
-"""The delivery_records table: the read side's one flat row per recipient delivery, and the
-per-recipient state each batch's delivery attempts are merged into.
+"""The delivery_records table: the read side's one flat row per recipient delivery.
 
 Searching and aggregating millions of records through joins of messages, attempts and
-rejects is too slow for a dashboard, so the records are kept flat. Each batch, in its own
-transaction, replaces the records of every message instance it touched (and adds its
-NOQUEUE rejects): the table never shows half a batch and never drifts from the facts.
-`rebuild` makes the same rows from the facts alone (attempts, messages, rejects).
+rejects is too slow for a dashboard, so the records are kept flat, made from those facts:
+after each batch the records of every message instance it touched are replaced (and its
+NOQUEUE rejects added), in one transaction, so that the table never shows half a batch and
+never drifts from the facts. meta `records_seq` says how far they are current: lines
+before it are in them. `rebuild` makes every record the same way.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import duckdb
 
 from exporter import reasons
 from exporter.reasons import reason_sql
+from exporter.store import meta
 
 _DERIVED = f"""
     CASE WHEN instr(recipient, '@') > 0 THEN lower(split_part(recipient, '@', -1)) END AS rcpt_domain,
@@ -71,54 +72,43 @@ def _insert(con: duckdb.DuckDBPyConnection, mm: str, rr: str, jj: str, by_time: 
     con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({_select(mm, rr, jj)}){order}")
 
 
-def write_batch(con: duckdb.DuckDBPyConnection, new_ids: tuple[int, int], first_seq: int) -> None:
-    """A batch's records, in its transaction, from the correlator's temp tables: msg_now (the
-    row of every instance the batch touched, as stored now), msg_batch (the batch's own facts)
-    and att_batch (its delivery attempts). `new_ids` are the instances that start in it (no
-    records yet); the others' recipients are merged with the ones stored. Leaves rcpt_now:
-    the touched instances' recipients, as their records now say."""
-    lo = con.execute("SELECT coalesce(min(msg_id), 0) FROM msg_now").fetchall()[0][0]
-    old = f"msg_id IN (SELECT msg_id FROM msg_now WHERE msg_id < {int(new_ids[0])}) AND msg_id BETWEEN {int(lo)} AND {int(new_ids[0]) - 1}"
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE rcpt_batch AS
-        SELECT {_RCPT_OF_ATTEMPTS}, coalesce(orig_recipient, '') AS orig_key FROM att_batch {_BY_RECIPIENT};
-
-        -- the stored recipients of the instances continued from an earlier batch
-        CREATE OR REPLACE TEMP TABLE rcpt_old AS
-        SELECT msg_id, recipient, orig_recipient, time AS ts, status, dsn, relay, delay_seconds AS delay, attempts,
-               response, tls, transport, coalesce(orig_recipient, '') AS orig_key
-        FROM delivery_records WHERE {old} AND starts_with(rk, 'r');
-
-        CREATE OR REPLACE TEMP TABLE rcpt_now AS
-        SELECT b.msg_id, b.recipient, coalesce(b.orig_recipient, o.orig_recipient) AS orig_recipient, b.ts, b.status,
-               b.dsn, b.relay, b.delay, b.attempts + coalesce(o.attempts, 0) AS attempts, b.response, b.tls, b.transport
-        FROM rcpt_batch b
-        LEFT JOIN rcpt_old o ON o.msg_id = b.msg_id AND o.recipient = b.recipient AND o.orig_key = b.orig_key
-        UNION ALL
-        SELECT o.* EXCLUDE (orig_key) FROM rcpt_old o
-        ANTI JOIN rcpt_batch b ON o.msg_id = b.msg_id AND o.recipient = b.recipient AND o.orig_key = b.orig_key;
-
-        -- qmgr returned the message to its sender: recipients still deferred have expired
-        UPDATE rcpt_now SET status = 'expired', ts = m.expired_ts
-        FROM msg_batch m
-        WHERE rcpt_now.msg_id = m.msg_id AND m.expired_ts IS NOT NULL AND rcpt_now.status = 'deferred';
-
-        DELETE FROM delivery_records WHERE {old};
-    """)
-    _insert(con, "SELECT * FROM msg_now", "SELECT * FROM rcpt_now",
-            f"""SELECT * FROM rejects WHERE (msg_id IN (SELECT msg_id FROM msg_now) AND msg_id BETWEEN {int(lo)} AND {int(new_ids[1])})
-                OR (msg_id IS NULL AND seq >= {int(first_seq)})""")
-
-
 def _recipients_of_facts(ids: str) -> str:
-    """Recipients of the instances whose msg_id is `ids` (a SQL range), from every attempt:
-    what the batches' merges add up to."""
+    """Recipients of the instances whose msg_id is `ids` (a SQL condition), from their
+    attempts: the latest one's values and how many there were. A recipient still deferred
+    when qmgr returned the message to its sender has expired."""
     expired = "r.status = 'deferred' AND m.expired_ts IS NOT NULL"
     return f"""
         SELECT r.* REPLACE (CASE WHEN {expired} THEN m.expired_ts ELSE r.ts END AS ts,
                             CASE WHEN {expired} THEN 'expired' ELSE r.status END AS status)
         FROM (SELECT {_RCPT_OF_ATTEMPTS} FROM attempts WHERE msg_id {ids} {_BY_RECIPIENT}) r
-        JOIN messages m ON m.msg_id = r.msg_id AND m.msg_id {ids}"""
+        JOIN (SELECT msg_id, expired_ts FROM messages WHERE msg_id {ids}) m ON m.msg_id = r.msg_id"""
+
+
+def _replace(con: duckdb.DuckDBPyConnection, ids: str, noqueue: str, by_time: bool = False) -> None:
+    """The records of the instances whose msg_id is `ids` (a SQL condition) and of the
+    NOQUEUE rejects (msg_id NULL) matching `noqueue`."""
+    _insert(con, f"SELECT * FROM messages WHERE msg_id {ids}", _recipients_of_facts(ids),
+            f"SELECT * FROM rejects WHERE msg_id {ids} OR (msg_id IS NULL AND {noqueue})", by_time)
+
+
+def refresh(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the records up to the facts as `con`'s transaction sees them: those of every
+    instance with a line from records_seq on are rebuilt, and records_seq moves to next_seq."""
+    since, upto = meta.counter(con, "records_seq"), meta.counter(con, "next_seq")
+    if since >= upto:
+        return
+    # an instance that took a line since has it as its last_seq (a batch's facts always do)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE rec_touched AS
+        SELECT msg_id FROM messages WHERE last_seq >= ?
+        UNION SELECT msg_id FROM rejects WHERE seq >= ? AND msg_id IS NOT NULL""", [since, since])
+    lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM rec_touched").fetchall()[0]
+    # the range lets DuckDB skip the row groups of older instances
+    ids = f"IN (SELECT msg_id FROM rec_touched) AND msg_id BETWEEN {int(lo or 0)} AND {int(hi if hi is not None else -1)}"
+    con.execute(f"DELETE FROM delivery_records WHERE msg_id {ids}")
+    _replace(con, ids, f"seq >= {int(since)}")
+    con.execute("DROP TABLE rec_touched")
+    meta.put(con, "records_seq", str(upto))
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None:
@@ -129,12 +119,9 @@ def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None
     con.execute("DELETE FROM delivery_records")
     lo, hi = con.execute("SELECT min(msg_id), max(msg_id) FROM messages").fetchall()[0]
     for start in range(lo or 0, (hi if hi is not None else -1) + 1, ids_per_step):
-        ids = f"BETWEEN {start} AND {start + ids_per_step - 1}"
-        _insert(con, f"SELECT * FROM messages WHERE msg_id {ids}", _recipients_of_facts(ids),
-                f"SELECT * FROM rejects WHERE msg_id {ids}", by_time=True)
-    none = "BETWEEN 0 AND -1"
-    _insert(con, f"SELECT * FROM messages WHERE msg_id {none}", _recipients_of_facts(none),
-            "SELECT * FROM rejects WHERE msg_id IS NULL", by_time=True)  # NOQUEUE rejects
+        _replace(con, f"BETWEEN {start} AND {start + ids_per_step - 1}", "FALSE", by_time=True)
+    _replace(con, "BETWEEN 0 AND -1", "TRUE", by_time=True)  # NOQUEUE rejects
+    meta.put(con, "records_seq", str(meta.counter(con, "next_seq")))
 
 
 def prune(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
