@@ -74,19 +74,22 @@ def years(text: pa.Array, clock: Clock, year: int | None) -> np.ndarray:
 
 
 def to_utc(con: duckdb.DuckDBPyConnection, local_us: np.ndarray, zone: str) -> np.ndarray:
-    """Local wall-clock microseconds -> UTC, by DuckDB's `timezone()` (what the SQL parser used)."""
+    """Local wall-clock microseconds -> UTC, by DuckDB's `timezone()` (what the SQL parser used).
+    Zones change their offset at a whole minute, so DuckDB converts each distinct minute's
+    start (a batch's lines share a few hundred) and every time moves by its minute's offset."""
     if zone == "UTC" or not len(local_us):
         return local_us
-    uniq, inverse = np.unique(local_us, return_inverse=True)
-    table = pa.table({"t": pa.array(uniq.astype("datetime64[us]"))})
-    con.register("pi_local_ts", table)
+    minute = 60_000_000
+    starts, inverse = np.unique(local_us // minute, return_inverse=True)
+    starts *= minute
+    con.register("pi_local_ts", pa.table({"t": pa.array(starts.astype("datetime64[us]"))}))
     try:
         # epoch of the TIMESTAMPTZ itself: a cast to TIMESTAMP would depend on the session's zone
         out = con.sql(f"SELECT epoch_us(timezone('{zone}', t)) FROM pi_local_ts").fetchnumpy()
     finally:
         con.unregister("pi_local_ts")
-    converted = next(iter(out.values()))
-    return np.asarray(converted, np.int64)[inverse]
+    offset = starts - np.asarray(next(iter(out.values())), np.int64)
+    return local_us - offset[inverse]
 
 
 def _rows_of(idx: pa.Array, rows: int, n: int):
