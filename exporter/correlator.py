@@ -242,9 +242,9 @@ def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], se
     return cev
 
 
-# Tables that nothing later in a batch reads, so that their rows may be written from a
-# transaction of their own (every row has the seq of its line): the statement that writes a
-# batch's rows from the Arrow table side_rows
+# Tables whose rows may be written from a transaction of their own: nothing later in a batch
+# reads them back (the metrics take its attempts from att_batch), and every row has the seq of
+# its line. The statement that writes a batch's rows from the Arrow table side_rows:
 SIDE_TABLES = {
     "lines": "INSERT INTO lines SELECT * FROM side_rows WHERE msg_id IS NOT NULL",  # cev_lines: every line
     "attempts": "INSERT INTO attempts BY NAME SELECT * FROM side_rows",
@@ -432,9 +432,6 @@ _MERGED = """
     NOT (coalesce(m.removed, false) OR b.removed) AS open"""
 
 
-_ATT_COLUMNS = ("msg_id", "seq", "ts", "recipient", "orig_recipient", "transport", "instance", "relay", "delay",
-                "delay_before_queue", "delay_in_queue", "delay_connect", "delay_transmit", "dsn", "status", "response",
-                "code", "tls_protocol", "tls_trust", "tls_cipher", "link_kind", "child_qid", "host")
 _TLS_WINDOW_US = 600 * 1_000_000
 
 

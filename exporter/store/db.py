@@ -193,7 +193,7 @@ class Store:
             raise StoreError(f"store schema {version} is newer than this program ({SCHEMA_VERSION})")
         if version is not None and int(version) < SCHEMA_VERSION:
             # delivery_records is derived from the facts: rebuilt in its new shape (before
-            # version 4, a recipients table held the per-recipient status it now holds)
+            # version 4, a recipients table held each recipient's status; now the attempts do)
             with self.transaction():
                 kind = self.con.execute("SELECT table_type FROM information_schema.tables "
                                         "WHERE table_name = 'delivery_records'").fetchall()

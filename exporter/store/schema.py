@@ -6,7 +6,7 @@ events where timestamps tie and names a line for the trace.
 from __future__ import annotations
 
 SCHEMA_VERSION = 4   # 2: delivery_records became a table (was a view); 3: its reason column;
-                     # 4: it holds the per-recipient status (the recipients table went)
+                     # 4: made from the attempts (the recipients table went)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
@@ -57,8 +57,8 @@ CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue_id);
 # One row per recipient delivery: the public record (exporter.records.DELIVERY_RECORD_KEYS)
 # plus msg_id, a few columns the read side filters on, and `rk`, a key unique per row that
 # orders rows with equal times (cursor paging). A table, not a view: the read side searches
-# and aggregates it without joins. It is also the per-recipient state a batch merges its
-# attempts into (exporter/store/records.py writes it in each batch's transaction).
+# and aggregates it without joins (exporter/store/records.py keeps it in step with the facts,
+# batch by batch, from a transaction of its own).
 RECORD_COLUMNS = """
     time TIMESTAMP, host VARCHAR, queue_id VARCHAR, message_id VARCHAR, sender VARCHAR, recipient VARCHAR,
     orig_recipient VARCHAR, subject VARCHAR, status VARCHAR, dsn VARCHAR, relay VARCHAR, delay_seconds DOUBLE,
