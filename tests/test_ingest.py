@@ -129,9 +129,9 @@ def test_timezone_option(tmp_path: Path) -> None:
 
 
 def test_a_failed_batch_leaves_nothing_and_the_next_ingest_resumes(tmp_path: Path) -> None:
-    # A batch's raw lines commit from a transaction of their own just before the batch does.
-    # When the batch then fails, those lines are past the store's next_seq: the next batch
-    # drops them and writes its own, so nothing is duplicated or lost.
+    # A batch's raw lines and attempts commit from transactions of their own just before the
+    # batch does. When the batch then fails, those rows are past the store's next_seq: the
+    # next batch drops them and writes its own, so nothing is duplicated or lost.
     from exporter.config import CorrelatorConfig, ParserConfig, ReaderConfig, StoreConfig
     from exporter.generator import generate
     from exporter.ingest import Pipeline
@@ -163,15 +163,17 @@ def test_a_failed_batch_leaves_nothing_and_the_next_ingest_resumes(tmp_path: Pat
     else:
         raise AssertionError("the hook did not fail the batch")
     con = duckdb.connect(str(failed), read_only=True)
-    committed, written = con.execute(
-        "SELECT (SELECT value::BIGINT FROM meta WHERE key = 'next_seq'), max(seq) + 1 FROM lines").fetchall()[0]
+    committed, written, attempted = con.execute(
+        """SELECT (SELECT value::BIGINT FROM meta WHERE key = 'next_seq'), max(seq) + 1,
+                  (SELECT max(seq) + 1 FROM attempts) FROM lines""").fetchall()[0]
     con.close()
-    assert written > committed > 0  # the failed batch's lines are in, past what committed
+    assert written > committed > 0 and attempted > committed  # the failed batch's rows are in, past what committed
     ingest(failed, None)  # resumes at the failed batch
     assert search_json(failed) == search_json(clean)
     tables = {}
     for path in (clean, failed):
         con = duckdb.connect(str(path), read_only=True)
-        tables[path] = con.execute("SELECT msg_id, seq, line FROM lines ORDER BY seq").fetchall()
+        tables[path] = (con.execute("SELECT msg_id, seq, line FROM lines ORDER BY seq").fetchall(),
+                        con.execute("SELECT * FROM attempts ORDER BY seq").fetchall())
         con.close()
-    assert tables[failed] == tables[clean] and tables[clean]
+    assert tables[failed] == tables[clean] and all(tables[clean])
