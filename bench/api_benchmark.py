@@ -39,6 +39,7 @@ from service import free_port  # noqa: E402
 from exporter.generator import generate  # noqa: E402
 from exporter.config import StoreConfig  # noqa: E402
 from exporter.store import db  # noqa: E402
+from exporter.store.schema import SCHEMA_VERSION  # noqa: E402
 from exporter.store import records as record_table  # noqa: E402
 
 # table -> columns shifted by the copy's time offset / id offset / seq offset / queue-ID prefix
@@ -58,14 +59,14 @@ def build_store(records: int, days: int) -> Path:
     base_log = BENCH / "corpus-1000000.log"
     if not base_log.exists():
         generate(str(base_log), 1_000_000, seed=1, hosts=("mx1", "mx2"))
-    # the store's row group size is part of what is measured: built with the current default
+    # the store's format and row group size are part of what is measured: built with the current ones
     rg = StoreConfig.model_fields["row_group_rows"].default
-    base = BENCH / f"api-base-v3-rg{rg}.duckdb"
+    base = BENCH / f"api-base-v{SCHEMA_VERSION}-rg{rg}.duckdb"
     if not base.exists():
         print("ingesting the base corpus ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "exporter.cli", "ingest", "--db", str(base), "--year", "2026",
                         "--timezone", "UTC", str(base_log)], check=True, cwd=ROOT)
-    target = BENCH / f"api-{records}-{days}d-rg{rg}.duckdb"
+    target = BENCH / f"api-{records}-{days}d-v{SCHEMA_VERSION}-rg{rg}.duckdb"
     if target.exists():
         return target
     con = duckdb.connect(str(base), read_only=True)
