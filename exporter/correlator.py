@@ -1,4 +1,5 @@
-"""Correlator stage: parsed events -> message instances and per-recipient delivery records.
+"""Correlator stage: parsed events -> message instances, their delivery attempts, rejects
+and links (the store makes the per-recipient delivery records from them).
 
 Works in bulk, one batch at a time, inside the store's transaction. Its open state is the
 store itself (`messages.open`, `pid_tls`), so a crash never leaves it out of step with the
