@@ -135,11 +135,13 @@ class Pipeline:
                 ) -> Iterator[tuple[int, parser.Parsed, correlator.Segments | None, int]]:
         """(bytes, parsed batch, its segments, end offset) per chunk; the raw chunk is let go
         as soon as it is split, not kept alive beside its parsed form."""
+        first = True  # nothing runs beside the first batch: it is parsed on two threads
         for chunk, end_offset in raw:
             size = len(chunk)
             lines = split_lines(chunk, self.reader.max_line_bytes)
             del chunk
-            parsed = parser.prepare(lines, clock, self.parser_config, cursor)
+            parsed = parser.prepare(lines, clock, self.parser_config, cursor, halves=first)
+            first = False
             yield size, parsed, self._segments(parsed), end_offset
 
     def _segments(self, parsed: parser.Parsed) -> correlator.Segments | None:

@@ -134,3 +134,26 @@ def test_native_matches_sql_in_other_zones(zone: str) -> None:
     # session zone is the machine's, not the store's UTC: its results must not depend on it
     _assert_same((DATA / "golden" / "formats.log").read_bytes() + "\n".join(TRICKY[-12:]).encode(), zone,
                  session_zone="Asia/Tokyo")
+
+
+def test_a_batch_parsed_in_halves_is_the_batch_parsed_whole() -> None:
+    # the first batch of a file is parsed on two threads, a half each (nothing else runs yet);
+    # a year rolls over (Dec -> Jan) in the second half, and times go backwards across them
+    rollover = [f"Dec 31 23:5{i}:00 mx1 postfix/qmgr[4]: ABC{i}: removed" for i in range(6)] \
+        + [f"Jan  1 00:0{i}:00 mx1 postfix/qmgr[4]: DEF{i}: removed" for i in range(6)]
+    data = (DATA / "golden" / "formats.log").read_bytes() + "\n".join(TRICKY + rollover).encode() + b"\n"
+    lines = split_lines(data, 64 << 10)
+    con = duckdb.connect()
+
+    def parsed(halves: bool) -> parser.Parsed:
+        clock = Clock(anchor=datetime(2026, 12, 31, tzinfo=timezone.utc))
+        return parser.prepare(lines, clock, ParserConfig(timezone="Europe/Berlin"), con, halves=halves)
+
+    whole, halved = parsed(False), parsed(True)
+    assert halved.ev1.column("seq").num_chunks == 2  # parsed apart, and put together in line order
+    assert halved.ev1.equals(whole.ev1) and len(whole.ev1) == len(lines)
+    assert halved.families.keys() == whole.families.keys()
+    for family, table in whole.families.items():
+        assert halved.families[family].equals(table), family
+    assert (halved.backwards, halved.clock) == (whole.backwards, whole.clock) and whole.backwards > 0
+    assert {t.year for t in whole.ev1.column("ts").to_pylist() if t} >= {2026, 2027}
