@@ -51,7 +51,7 @@ class StoreConfig(_Stage):
     path: Path = Field(default_factory=default_db_path)
     threads: int = Field(2, ge=1, description="DuckDB threads for queries")
     ingest_threads: int = Field(1, ge=1, description=(
-        "DuckDB threads while a log is read in: the read-ahead and the two writer threads keep the other "
+        "DuckDB threads while a log is read in: the read-ahead and the writer threads keep the other "
         "core busy, and DuckDB's own parallel work beside them costs more than it saves (BENCHMARKS.md)"))
     memory_limit: str = Field("750MB", description="DuckDB memory_limit (the batches in flight are counted in it)")
     checkpoint_mb: int = Field(128, ge=1, description="WAL size that triggers a checkpoint (DuckDB checkpoint_threshold)")

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter.reasons import reason_sql
+from exporter.store import records
 
 PREFIX = "postfix_insights_"
 DELAY_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000)
@@ -75,7 +76,8 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
     # att_batch's: the attempts table may not have them yet (a read file's are written from a
     # transaction of their own, which this one does not see). msg_ids only grow, so the range
     # filter lets DuckDB skip the older part of `attempts`.
-    cols = "msg_id, seq, recipient, orig_recipient, status, dsn, " + ", ".join(DELAY_STAGES.values())
+    cols = "msg_id, seq, ts, recipient, orig_recipient, transport, relay, status, dsn, response, tls_protocol, " \
+        + ", ".join(DELAY_STAGES.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE metric_attempts AS
         WITH ended AS (SELECT msg_id FROM msg_batch WHERE removed OR expired_ts IS NOT NULL)
@@ -139,13 +141,10 @@ def record_batch(con: duckdb.DuckDBPyConnection, top_domains: int = 50) -> None:
             SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', {reason_sql('response')}), count(*)
             FROM att_batch WHERE status = 'bounced' GROUP BY ALL
             UNION ALL
-            -- recipients whose latest attempt was a deferral when qmgr returned the message
             SELECT 'bounces_total', json_object('dsn', coalesce(dsn, ''), 'reason', 'expired'), count(*)
-            FROM (SELECT arg_max_null(a.status, a.seq) AS status, arg_max_null(a.dsn, a.seq) AS dsn
-                  FROM metric_attempts a JOIN msg_batch b ON a.msg_id = b.msg_id
-                  WHERE b.expired_ts IS NOT NULL
-                  GROUP BY a.msg_id, a.recipient, coalesce(a.orig_recipient, ''))
-            WHERE status = 'deferred' GROUP BY ALL
+            FROM ({records.recipients("SELECT * FROM metric_attempts",
+                                      "SELECT msg_id, expired_ts FROM msg_batch WHERE expired_ts IS NOT NULL")})
+            WHERE status = 'expired' GROUP BY ALL
             UNION ALL
             SELECT 'rejects_total', json_object('code', coalesce(code, ''), 'reason', {reason_sql('response')}), count(*)
             FROM ev_reject WHERE action IN ('reject', 'milter-reject') GROUP BY ALL

@@ -64,16 +64,17 @@ WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
 """
 
 
-def _recipients_of_facts(ids: str) -> str:
-    """Recipients of the instances whose msg_id is `ids` (a SQL condition), from their
-    attempts: the latest one's values and how many there were. A recipient still deferred
-    when qmgr returned the message to its sender has expired."""
+def recipients(attempts: str, messages: str) -> str:
+    """Each recipient's row from its attempts (`attempts`, a SQL set of attempts rows): the
+    latest one's values and how many there were, for the instances in `messages` (a SQL set
+    of msg_id, expired_ts). A recipient still deferred when qmgr returned the message to its
+    sender has expired. The records' and the expired-bounce metric's one definition."""
     expired = "r.status = 'deferred' AND m.expired_ts IS NOT NULL"
     return f"""
         SELECT r.* REPLACE (CASE WHEN {expired} THEN m.expired_ts ELSE r.ts END AS ts,
                             CASE WHEN {expired} THEN 'expired' ELSE r.status END AS status)
-        FROM (SELECT {_RCPT_OF_ATTEMPTS} FROM attempts WHERE msg_id {ids} {_BY_RECIPIENT}) r
-        JOIN (SELECT msg_id, expired_ts FROM messages WHERE msg_id {ids}) m ON m.msg_id = r.msg_id"""
+        FROM (SELECT {_RCPT_OF_ATTEMPTS} FROM ({attempts}) {_BY_RECIPIENT}) r
+        JOIN ({messages}) m ON m.msg_id = r.msg_id"""
 
 
 def _replace(con: duckdb.DuckDBPyConnection, ids: str, noqueue: str, by_time: bool = False) -> None:
@@ -81,7 +82,9 @@ def _replace(con: duckdb.DuckDBPyConnection, ids: str, noqueue: str, by_time: bo
     NOQUEUE rejects (msg_id NULL) matching `noqueue`. `by_time` sorts the rows, so that each
     row group covers a short time span and a time filter skips the others: worth it for a
     rebuild's days of records, not for one batch's minutes (~15% of the insert)."""
-    select = _select(f"SELECT * FROM messages WHERE msg_id {ids}", _recipients_of_facts(ids),
+    select = _select(f"SELECT * FROM messages WHERE msg_id {ids}",
+                     recipients(f"SELECT * FROM attempts WHERE msg_id {ids}",
+                                f"SELECT msg_id, expired_ts FROM messages WHERE msg_id {ids}"),
                      f"SELECT * FROM rejects WHERE msg_id {ids} OR (msg_id IS NULL AND {noqueue})")
     order = " ORDER BY time" if by_time else ""
     con.execute(f"INSERT INTO delivery_records SELECT *, {_DERIVED} FROM ({select}){order}")
