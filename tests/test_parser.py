@@ -42,6 +42,14 @@ TRICKY = [
         "(host mx[1.2.3.4] said: 550 5.1.1 (status=sent) queued as ZZZ999)",
     H + "postfix/lmtp[3]: ABC123: to=<a@b>, relay=l[private/dovecot], delay=0.01, delays=0/0/0/0, dsn=4.0.0, status=deferred",
     H + "postfix/smtp[3]: ABC123: to=<a@b>, relay=mx[1.2.3.4]:25, delay=2, delays=0/0/1/1, dsn=2.0.0, status=sent (250 ok queued as 12345)",
+    # delays in every shape a number can take: the native parser's shortcut for plain
+    # decimals must round as TRY_CAST does, and hand the rest to the full conversion
+    *(H + f"postfix/smtp[3]: ABC123: to=<a@b>, relay=none, delay={d}, delays=0/0/0/0, dsn=4.4.1, status=deferred"
+      for d in ("5.", ".5", "0.1", "0.30000000000000004", "123456789012345", "1234567890123456.7", "00.0300",
+                "1e3", "-2", "+2.5", "9007199254740993", "3.14159265358979", " 7", ".", "2..5")),
+    # a needle whose first byte recurs before it, and one that ends the text
+    H + "postfix/smtp[3]: ABC123: to=<a@b>, ,, , orig_to=<c@d>, relay=r, delay=1, dsn=2.0.0, status=sent",
+    H + "postfix/smtp[3]: ABC123: to=<a@b>, relay=r, delay=1, dsn=2.0.0, status=",
     # queue manager, pickup, client, message-id, notify, hold
     H + "postfix/qmgr[4]: ABC123: from=<a@b>, size=123, nrcpt=2 (queue active)",
     H + "postfix/qmgr[4]: ABC123: from=<a@b>, status=expired, returned to sender",

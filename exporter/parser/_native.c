@@ -30,10 +30,19 @@ static inline S from(S s, Py_ssize_t i) { if (s.n < 0) return s; return i >= s.n
 static inline S head(S s, Py_ssize_t n) { return mk(s.p, n < s.n ? (n < 0 ? 0 : n) : s.n); }
 #define LIT(x) x, (Py_ssize_t)(sizeof(x) - 1)
 
+/* memchr for the needle's first byte, then compare the rest: glibc's memmem sets up a
+   table on each call, which costs more than the search in a log line's few dozen bytes */
 static inline Py_ssize_t find(S s, const char *nd, Py_ssize_t nl) {
     if (s.n < nl) return -1;
-    const char *r = memmem(s.p, (size_t)s.n, nd, (size_t)nl);
-    return r ? r - s.p : -1;
+    if (nl == 0) return 0;
+    const char *p = s.p, *last = s.p + s.n - nl;  /* the last place the needle can start */
+    while (p <= last) {
+        p = memchr(p, nd[0], (size_t)(last - p + 1));
+        if (!p) return -1;
+        if (memcmp(p + 1, nd + 1, (size_t)(nl - 1)) == 0) return p - s.p;
+        p++;
+    }
+    return -1;
 }
 static inline Py_ssize_t rfind(S s, const char *nd, Py_ssize_t nl) {
     for (Py_ssize_t i = s.n - nl; i >= 0; i--)
@@ -78,18 +87,19 @@ static S rtrim_c(S s, char c) {
 static inline int isdig(char c) { return c >= '0' && c <= '9'; }
 
 /* body.py macros */
-static S kv(S s, const char *key) {  /* pi_kvx: value after the first ', key=' up to ', ' */
+/* kv and addr take a literal key: its length is known when compiled */
+#define kv(s, key) kv_n(s, key, (Py_ssize_t)sizeof(key) - 1)
+#define addr(s, key) addr_n(s, key, (Py_ssize_t)sizeof(key) - 1)
+static S kv_n(S s, const char *key, Py_ssize_t kl) {  /* pi_kvx: value after the first ', key=' up to ', ' */
     char nd[40];
-    Py_ssize_t kl = (Py_ssize_t)strlen(key);
     nd[0] = ','; nd[1] = ' '; memcpy(nd + 2, key, (size_t)kl); nd[kl + 2] = '=';
     if (s.n < 0) return NUL;
     Py_ssize_t at = find(s, nd, kl + 3);
     if (at < 0) return NUL;
     return split(from(s, at + kl + 3), LIT(", "), 1);
 }
-static S addr(S s, const char *key) {  /* pi_addr: after the first 'key=<' up to '>' */
+static S addr_n(S s, const char *key, Py_ssize_t kl) {  /* pi_addr: after the first 'key=<' up to '>' */
     char nd[40];
-    Py_ssize_t kl = (Py_ssize_t)strlen(key);
     memcpy(nd, key, (size_t)kl); nd[kl] = '='; nd[kl + 1] = '<';
     if (s.n < 0) return NUL;
     Py_ssize_t at = find(s, nd, kl + 2);
@@ -179,6 +189,23 @@ static int to_f64(S s, double *out) {
     for (Py_ssize_t k = i; k < n; k++) {
         char c = s.p[k];
         if (!(isdig(c) || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')) return 0;
+    }
+    /* digits[.digits] with at most 15 of them (Postfix's delays): the integer they make
+       over a power of ten is exact, so one division rounds as strtod does */
+    static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                   1e11, 1e12, 1e13, 1e14, 1e15};
+    int64_t m = 0;
+    int digits = 0, frac = -1;
+    Py_ssize_t k = i;
+    for (; k < n; k++) {
+        char c = s.p[k];
+        if (isdig(c)) { m = m * 10 + (c - '0'); digits++; if (frac >= 0) frac++; }
+        else if (c == '.' && frac < 0) frac = 0;
+        else break;
+    }
+    if (k == n && digits > 0 && digits <= 15) {
+        *out = (double)m / POW10[frac < 0 ? 0 : frac];
+        return 1;
     }
     memcpy(buf, s.p + i, (size_t)(n - i));
     buf[n - i] = 0;
