@@ -11,9 +11,7 @@ import json
 import os
 import sys
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -183,6 +181,8 @@ def _query(args: argparse.Namespace, local: Callable[[Any], Any], path: str, par
 
 
 def _query_service(url: str, params: list[tuple[str, str]], limit: int | None, cause: Exception) -> list[Any]:
+    import urllib.error  # only here: http.client and email cost ~20 ms at every start
+    import urllib.request
     items: list[Any] = []
     cursor = None
     while True:
