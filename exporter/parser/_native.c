@@ -229,6 +229,7 @@ typedef struct {
     int64_t *off;         /* strings: n + 1 offsets */
     char *data;
     Py_ssize_t dlen, dcap;
+    int oom;              /* an allocation failed: the column takes no more rows */
 } Col;
 
 #define MAXCOL 16
@@ -250,8 +251,6 @@ static int grow(void **p, Py_ssize_t *cap, Py_ssize_t need, size_t el) {
     return 0;
 }
 
-static __thread int oom;  /* set when an allocation failed; per thread: parses may overlap */
-
 static void col_reserve(Col *c) {
     if (c->n + 2 <= c->cap) return;
     Py_ssize_t cap = c->cap;
@@ -259,28 +258,28 @@ static void col_reserve(Col *c) {
     Py_ssize_t nc = cap ? cap : 1024;
     while (nc < need) nc *= 2;
     uint8_t *v = realloc(c->valid, (size_t)nc);
-    if (!v) { oom = 1; return; }
+    if (!v) { c->oom = 1; return; }
     c->valid = v;
     if (c->type == T_STR) {
         int64_t *o = realloc(c->off, (size_t)(nc + 1) * sizeof(int64_t));
-        if (!o) { oom = 1; return; }
+        if (!o) { c->oom = 1; return; }
         c->off = o;
         if (c->n == 0 && cap == 0) c->off[0] = 0;
     } else {
         size_t el = c->type == T_U8 ? 1 : c->type == T_I32 ? 4 : 8;
         char *q = realloc(c->num, (size_t)nc * el);
-        if (!q) { oom = 1; return; }
+        if (!q) { c->oom = 1; return; }
         c->num = q;
     }
     c->cap = nc;
 }
 static inline void put_s(Col *c, S s) {
     col_reserve(c);
-    if (oom) return;
+    if (c->oom) return;
     if (s.n < 0) {
         c->valid[c->n] = 0; c->nulls++;
     } else {
-        if (grow((void **)&c->data, &c->dcap, c->dlen + s.n, 1)) { oom = 1; return; }
+        if (grow((void **)&c->data, &c->dcap, c->dlen + s.n, 1)) { c->oom = 1; return; }
         if (s.n) memcpy(c->data + c->dlen, s.p, (size_t)s.n);
         c->dlen += s.n;
         c->valid[c->n] = 1;
@@ -290,25 +289,25 @@ static inline void put_s(Col *c, S s) {
 }
 static inline void put_i64(Col *c, int ok, int64_t v) {
     col_reserve(c);
-    if (oom) return;
+    if (c->oom) return;
     ((int64_t *)c->num)[c->n] = ok ? v : 0;
     c->valid[c->n] = (uint8_t)ok; c->nulls += !ok; c->n++;
 }
 static inline void put_i32(Col *c, int ok, int64_t v) {
     col_reserve(c);
-    if (oom) return;
+    if (c->oom) return;
     ((int32_t *)c->num)[c->n] = ok ? (int32_t)v : 0;
     c->valid[c->n] = (uint8_t)ok; c->nulls += !ok; c->n++;
 }
 static inline void put_f64(Col *c, int ok, double v) {
     col_reserve(c);
-    if (oom) return;
+    if (c->oom) return;
     ((double *)c->num)[c->n] = ok ? v : 0.0;
     c->valid[c->n] = (uint8_t)ok; c->nulls += !ok; c->n++;
 }
 static inline void put_u8(Col *c, uint8_t v) {
     col_reserve(c);
-    if (oom) return;
+    if (c->oom) return;
     ((uint8_t *)c->num)[c->n] = v;
     c->valid[c->n] = 1; c->n++;
 }
@@ -993,11 +992,11 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     const char *base = data.buf;
     Table *t = calloc(F_COUNT, sizeof(Table));
     if (!t) { PyBuffer_Release(&data); PyBuffer_Release(&offs); PyBuffer_Release(&prob); PyBuffer_Release(&yrs); return PyErr_NoMemory(); }
-    oom = 0;
+    int oom = 0;
     Py_BEGIN_ALLOW_THREADS
     init_tables(t);
     Table *ev = &t[F_EV1];
-    for (Py_ssize_t r = 0; r < n && !oom; r++) {
+    for (Py_ssize_t r = 0; r < n; r++) {
         S line = mk(base + o[r], o[r + 1] - o[r]);
         Header h;
         if (pr[r]) { memset(&h, 0, sizeof h); h.pid = NUL; }
@@ -1056,6 +1055,8 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
             family_rows(t, kind, row, body, daemon, h.host, NULL, NULL);
         }
     }
+    for (int f = 0; f < F_COUNT; f++)
+        for (int i = 0; i < t[f].ncol; i++) oom |= t[f].cols[i].oom;
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data); PyBuffer_Release(&offs); PyBuffer_Release(&prob); PyBuffer_Release(&yrs);
     PyObject *res = oom ? PyErr_NoMemory() : export_tables(t);
