@@ -30,6 +30,13 @@ static inline S from(S s, Py_ssize_t i) { if (s.n < 0) return s; return i >= s.n
 static inline S head(S s, Py_ssize_t n) { return mk(s.p, n < s.n ? (n < 0 ? 0 : n) : s.n); }
 #define LIT(x) x, (Py_ssize_t)(sizeof(x) - 1)
 
+/* a and b agree on n bytes: a loop the compiler unrolls for a literal's length, where a
+   memcmp call costs more than the few bytes it compares (most differ at the first) */
+static inline int same(const char *a, const char *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
 /* memchr for the needle's first byte, then compare the rest: glibc's memmem sets up a
    table on each call, which costs more than the search in a log line's few dozen bytes */
 static inline Py_ssize_t find(S s, const char *nd, Py_ssize_t nl) {
@@ -39,23 +46,23 @@ static inline Py_ssize_t find(S s, const char *nd, Py_ssize_t nl) {
     while (p <= last) {
         p = memchr(p, nd[0], (size_t)(last - p + 1));
         if (!p) return -1;
-        if (memcmp(p + 1, nd + 1, (size_t)(nl - 1)) == 0) return p - s.p;
+        if (same(p + 1, nd + 1, nl - 1)) return p - s.p;
         p++;
     }
     return -1;
 }
 static inline Py_ssize_t rfind(S s, const char *nd, Py_ssize_t nl) {
     for (Py_ssize_t i = s.n - nl; i >= 0; i--)
-        if (s.p[i] == nd[0] && memcmp(s.p + i, nd, (size_t)nl) == 0) return i;
+        if (s.p[i] == nd[0] && same(s.p + i, nd, nl)) return i;
     return -1;
 }
 static inline Py_ssize_t findc(S s, char c) {
     const char *r = s.n > 0 ? memchr(s.p, c, (size_t)s.n) : NULL;
     return r ? r - s.p : -1;
 }
-static inline int starts(S s, const char *nd, Py_ssize_t nl) { return s.n >= nl && memcmp(s.p, nd, (size_t)nl) == 0; }
-static inline int ends(S s, const char *nd, Py_ssize_t nl) { return s.n >= nl && memcmp(s.p + s.n - nl, nd, (size_t)nl) == 0; }
-static inline int eq(S s, const char *nd, Py_ssize_t nl) { return s.n == nl && memcmp(s.p, nd, (size_t)nl) == 0; }
+static inline int starts(S s, const char *nd, Py_ssize_t nl) { return s.n >= nl && same(s.p, nd, nl); }
+static inline int ends(S s, const char *nd, Py_ssize_t nl) { return s.n >= nl && same(s.p + s.n - nl, nd, nl); }
+static inline int eq(S s, const char *nd, Py_ssize_t nl) { return s.n == nl && same(s.p, nd, nl); }
 static inline int contains(S s, const char *nd, Py_ssize_t nl) { return s.n >= 0 && find(s, nd, nl) >= 0; }
 
 /* split_part(s, sep, k), k >= 1; '' past the last part, NULL for NULL */
