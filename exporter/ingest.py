@@ -71,8 +71,9 @@ class Pipeline:
     _clocks: dict[str, Clock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Arrow's buffers from malloc rather than mimalloc: the batches' large buffers go
-        # back to the system when freed (lower peak RSS) and are cheaper to fault in again
+        # Arrow's buffers from malloc rather than mimalloc: a batch's buffers reuse the heap
+        # memory the last one freed (the native module fixes glibc's mmap threshold), and
+        # peak RSS is lower
         pa.set_memory_pool(pa.system_memory_pool())
         parser.install_macros(self.store.con)
         correlator.install(self.store.con)
