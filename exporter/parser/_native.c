@@ -193,10 +193,6 @@ static int to_f64(S s, double *out) {
     while (i < n && s.p[i] == ' ') i++;
     while (n > i && s.p[n - 1] == ' ') n--;
     if (i >= n) return 0;
-    for (Py_ssize_t k = i; k < n; k++) {
-        char c = s.p[k];
-        if (!(isdig(c) || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')) return 0;
-    }
     /* digits[.digits] with at most 15 of them (Postfix's delays): the integer they make
        over a power of ten is exact, so one division rounds as strtod does */
     static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
@@ -204,7 +200,7 @@ static int to_f64(S s, double *out) {
     int64_t m = 0;
     int digits = 0, frac = -1;
     Py_ssize_t k = i;
-    for (; k < n; k++) {
+    for (; k < n && digits <= 15; k++) {
         char c = s.p[k];
         if (isdig(c)) { m = m * 10 + (c - '0'); digits++; if (frac >= 0) frac++; }
         else if (c == '.' && frac < 0) frac = 0;
@@ -213,6 +209,11 @@ static int to_f64(S s, double *out) {
     if (k == n && digits > 0 && digits <= 15) {
         *out = (double)m / POW10[frac < 0 ? 0 : frac];
         return 1;
+    }
+    /* anything else in the shapes TRY_CAST takes goes to strtod */
+    for (k = i; k < n; k++) {
+        char c = s.p[k];
+        if (!(isdig(c) || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')) return 0;
     }
     memcpy(buf, s.p + i, (size_t)(n - i));
     buf[n - i] = 0;
