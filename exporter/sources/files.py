@@ -102,14 +102,17 @@ def chunks(log: LogInput, start_offset: int, batch_bytes: int, final: bool = Tru
         carry, offset = b"", start_offset
     else:
         carry, offset = head[start_offset:], start_offset
-    buf = bytearray(len(carry) + batch_bytes)
+    size = len(carry) + batch_bytes
+    buf = bytearray(size)
     buf[:len(carry)] = carry
     filled = len(carry)  # bytes in buf: lines not yet handed on
     while True:
-        if len(buf) - filled < batch_bytes:  # a line longer than the batch is still being read
+        if filled == len(buf):  # a line longer than the buffer is still being read
             buf = buf[:filled] + bytearray(batch_bytes)
         try:
-            got = _read_into(stream, memoryview(buf)[filled:filled + batch_bytes])
+            # the rest of the buffer, after the unfinished line the last chunk left: each chunk
+            # is read into the same memory (a fresh buffer a batch cost a copy and page faults)
+            got = _read_into(stream, memoryview(buf)[filled:])
         except (OSError, EOFError) as exc:
             raise SourceError(f"{log.name}: read error at byte {offset + filled}: {exc}") from exc
         if not got:
@@ -121,6 +124,8 @@ def chunks(log: LogInput, start_offset: int, batch_bytes: int, final: bool = Tru
             offset += cut
             buf[:filled - cut] = buf[cut:filled]
             filled -= cut
+            if len(buf) > size and filled < size:  # a long line grew it: back to the batch size
+                buf = buf[:filled] + bytearray(size - filled)
     # what is left: lines still in the head (a small file is all head), and an unfinished
     # last line, which only a finished file hands on
     cut = filled if final else buf.rfind(b"\n", 0, filled) + 1
