@@ -144,6 +144,17 @@ def test_native_matches_sql_in_other_zones(zone: str) -> None:
                  session_zone="Asia/Tokyo")
 
 
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Etc/UTC"])
+def test_native_matches_sql_across_a_clock_change_out_of_order(zone: str) -> None:
+    # local times are converted a minute at a time, the minutes taken from runs of lines:
+    # runs that repeat, go back, and straddle the spring-forward and fall-back hours
+    times = ["Mar 29 01:58:10", "Mar 29 01:59:59", "Mar 29 03:00:00", "Mar 29 01:59:30", "Mar 29 03:01:00",
+             "Mar 29 03:00:30", "Oct 25 01:59:00", "Oct 25 02:30:00", "Oct 25 02:30:00", "Oct 25 03:00:00",
+             "Oct 25 02:59:59", "Mar 29 01:59:59", "Oct 25 02:00:01"]
+    text = "".join(f"{t} mx1 postfix/qmgr[4]: ABC{i}: removed\n" for i, t in enumerate(times))
+    _assert_same(text.encode(), zone, session_zone="Asia/Tokyo")
+
+
 def test_a_batch_parsed_in_halves_is_the_batch_parsed_whole() -> None:
     # the first batch of a file is parsed on two threads, a half each (nothing else runs yet);
     # a year rolls over (Dec -> Jan) in the second half, and times go backwards across them
