@@ -16,6 +16,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import queue
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -267,6 +268,23 @@ def _leave_room_for_batches(store: Store, batch_bytes: int) -> None:
     store.con.execute(f"SET memory_limit = '{int(share) >> 20}MiB'")
 
 
+# How much nicer the read-ahead thread is than the rest. Its batch is needed only when the one in hand has
+# committed; the main thread and the writers it waits for are needed now. With more threads
+# ready to run than cores, the scheduler then gives the read-ahead what they leave: on 5M lines
+# ~5% less wall and CPU time (BENCHMARKS.md). Raising one's own nice needs no privilege.
+_READ_AHEAD_NICE = 10
+
+
+def _yield_to_the_consumer() -> None:
+    """Lower the calling thread's priority (on Linux a thread has a nice value of its own)."""
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + _READ_AHEAD_NICE))
+        except OSError:
+            pass  # a priority that cannot be set changes only the speed
+
+
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
     """Iterate `items` one step ahead in a thread: the next batch is read, split, parsed and
     segmented while this one is correlated and stored (DuckDB, numpy, the native parser and
@@ -289,6 +307,7 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
         return False
 
     def produce() -> None:
+        _yield_to_the_consumer()
         try:
             while True:
                 while not taken.acquire(timeout=0.1):

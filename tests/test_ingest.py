@@ -4,9 +4,12 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from conftest import DATA, run_cli, search_json
 from exporter.sources.files import chronological
@@ -177,3 +180,18 @@ def test_a_failed_batch_leaves_nothing_and_the_next_ingest_resumes(tmp_path: Pat
                         con.execute("SELECT * FROM attempts ORDER BY seq").fetchall())
         con.close()
     assert tables[failed] == tables[clean] and all(tables[clean])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_read_ahead_yields_the_cores_to_the_batch_in_hand() -> None:
+    # the next batch is parsed at a lower priority than the consumer's work, whose own
+    # priority stays as it was
+    from exporter.ingest import _READ_AHEAD_NICE, _read_ahead
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = priority()
+    seen = list(_read_ahead(priority() for _ in range(3)))
+    assert seen == [min(19, before + _READ_AHEAD_NICE)] * 3
+    assert priority() == before
