@@ -268,10 +268,11 @@ def _leave_room_for_batches(store: Store, batch_bytes: int) -> None:
     store.con.execute(f"SET memory_limit = '{int(share) >> 20}MiB'")
 
 
-# How much nicer the read-ahead thread is than the rest. Its batch is needed only when the one in hand has
-# committed; the main thread and the writers it waits for are needed now. With more threads
-# ready to run than cores, the scheduler then gives the read-ahead what they leave: on 5M lines
-# ~5% less wall and CPU time (BENCHMARKS.md). Raising one's own nice needs no privilege.
+# How much nicer the read-ahead thread is than the rest: its batch is needed only once the
+# one in hand has committed, while the main thread and the writers it waits for are needed
+# now. With more threads ready to run than cores, the scheduler then gives the read-ahead
+# what they leave: on 5M lines ~5% less wall and CPU time (BENCHMARKS.md). Raising one's own
+# nice value needs no privilege.
 _READ_AHEAD_NICE = 10
 
 
