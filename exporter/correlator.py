@@ -93,6 +93,7 @@ class Segments:
 
 # families whose rows the correlator needs with their instance: as cev_<family> (ev_<family> + msg_id)
 _CEV = ("client", "pickup", "message_id", "header_action", "queue", "info", "dkim", "delivery", "reject", "notify")
+_CEV_SQL = ("header_action", "reject", "notify")  # registered: the ones SQL reads (the rest go on as Arrow)
 
 
 def _keys(host: pa.ChunkedArray | pa.Array, qid: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
@@ -169,7 +170,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     result.evicted = _close_and_evict(con, config)
     _count_lines(con, result.evicted)
     result.messages = len(seg_msg)
-    for name in _CEV:
+    for name in _CEV_SQL:
         con.unregister(f"cev_{name}")
     con.unregister("qev")
     return new_ids[1] + 1, result
@@ -225,16 +226,17 @@ def _assign(con: duckdb.DuckDBPyConnection, segs: Segments, next_msg_id: int, ex
 def _with_msg_ids(con: duckdb.DuckDBPyConnection, batch: dict[str, pa.Table], segs: Segments,
                   seg_msg: np.ndarray, qev: pa.Table) -> dict[str, pa.Table]:
     """cev_<family>: the family's rows with the msg_id of their line (NULL when not a message
-    line), so that the merges below group by it instead of joining qev on seq. Registered,
-    and returned by family; with "lines": every line of the batch with its instance (NULL
-    when none), for the lines table, which keeps the message lines without a copy of the
-    batch's text made first."""
+    line), so that the merges below group by it instead of joining qev on seq. Returned by
+    family, and registered for those SQL reads (_CEV_SQL); with "lines": every line of the
+    batch with its instance (NULL when none), for the lines table, which keeps the message
+    lines without a copy of the batch's text made first."""
     cev: dict[str, pa.Table] = {}
     for family in _CEV:
         at = segs.family_seg[family]
         ids = np.where(at >= 0, seg_msg[at], -1) if len(seg_msg) else np.full(len(at), -1, np.int64)
         cev[family] = batch[f"ev_{family}"].append_column("msg_id", pa.array(ids, mask=ids < 0))
-        con.register(f"cev_{family}", cev[family])
+        if family in _CEV_SQL:
+            con.register(f"cev_{family}", cev[family])
     ev1 = batch["ev1"]
     ids = np.full(ev1.num_rows, -1, np.int64)
     ids[segs.q.column("seq").to_numpy()] = qev.column("msg_id").to_numpy()  # q's seq: its ev1 row

@@ -199,7 +199,7 @@ class Pipeline:
         # rows a failed batch's side transactions left (see _Side): the seq numbers are reused
         for table in correlator.SIDE_TABLES:
             con.execute(f"DELETE FROM {table} WHERE seq >= ?", [first_seq])
-        backwards, tables = parser.load(con, parsed, first_seq)
+        backwards, tables = parser.load(con, parsed, first_seq, parser.SQL_FAMILIES)
         next_msg_id, result = correlator.correlate(
             con, self.correlator_config, store.counter("next_msg_id") or 1, source, tables, segments, first_seq,
             None if side is None else side.write)
