@@ -444,7 +444,7 @@ def _attempts(con: duckdb.DuckDBPyConnection, delivery: pa.Table, ev_tls: pa.Tab
     Registered as att_batch (which also keeps the links' columns); returns the attempts rows.
     pid_tls moves on to this batch's latest handshakes."""
     seen = ev_tls.select(list(_PID_TLS))
-    # Arrow, not a temp table: DuckDB would copy every handshake's strings in only to read them twice
+    # Arrow, not a temp table: the matching reads it as Arrow, and the pid_tls statement in place
     tls_seen = pa.concat_tables([seen, con.sql("SELECT * FROM pid_tls").to_arrow_table().cast(seen.schema)])
     con.register("tls_seen", tls_seen)
     att = _attempts_numpy(delivery, tls_seen)
