@@ -100,10 +100,11 @@ SQL_FAMILIES = ("not_parsed", "postscreen", "sasl_failed", "reject", "header_act
 
 def load(con: duckdb.DuckDBPyConnection, parsed: Parsed, first_seq: int,
          families: tuple[str, ...] | None = None) -> tuple[int, dict[str, pa.Table]]:
-    """Number a parsed batch's tables from first_seq, and register them for SQL: ev1, and
-    ev_<family> of `families` (with batch_in, every family, when None). Arrow tables are
-    scanned in place: copying them into temp tables costs more than the scans. Returns the
-    lines that went back in time and every table by name, registered or not."""
+    """Number a parsed batch's tables from first_seq, and register them for SQL: ev1 and
+    ev_<family> for each of `families`, or, when None, every family and batch_in (as the
+    SQL reference registers them). Arrow tables are scanned in place: copying them into
+    temp tables costs more than the scans. Returns the lines that went back in time and
+    every table by name, registered or not."""
     def numbered(table: pa.Table) -> pa.Table:
         at = table.schema.get_field_index("seq")
         return table.set_column(at, "seq", pc.add(table.column(at), pa.scalar(first_seq, pa.int64())))
