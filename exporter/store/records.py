@@ -36,31 +36,30 @@ _BY_RECIPIENT = "GROUP BY msg_id, recipient, coalesce(orig_recipient, '')"
 def _select(mm: str, rr: str, jj: str) -> str:
     """The records of the message instances `mm` (rows of messages), with their recipients
     `rr` (rows as _RCPT_OF_ATTEMPTS makes them) and rejects `jj` (rows of rejects; a NOQUEUE
-    reject, msg_id NULL, is a record of its own)."""
+    reject, msg_id NULL, is a record of its own). An instance without recipients gets one
+    record, `pending` (or held, discarded), when it was queued and not rejected: from the
+    same outer join as its recipients' records, so that `rr` is read once (as a second
+    consumer DuckDB would first materialize it: ~10% of the insert)."""
     return f"""
-WITH mm AS ({mm}), rr AS ({rr}),
+WITH mm AS ({mm}),
 jj AS (SELECT * FROM ({jj}) WHERE action IN ('reject', 'milter-reject'))
-SELECT r.ts AS time, m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
-       r.status, r.dsn, r.relay, r.delay AS delay_seconds, r.attempts, r.response, m.client_ip, r.tls,
-       r.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
-       'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') AS rk
-FROM rr r JOIN mm m ON m.msg_id = r.msg_id
+SELECT CASE WHEN r.msg_id IS NULL THEN coalesce(m.action_ts, m.held_ts, m.queued_ts, m.first_ts) ELSE r.ts END AS time,
+       m.host, m.queue_id, m.message_id, m.sender, r.recipient, r.orig_recipient, m.subject,
+       CASE WHEN r.msg_id IS NOT NULL THEN r.status WHEN m.action = 'discard' THEN 'discarded'
+            WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held' ELSE 'pending' END AS status,
+       r.dsn, r.relay, r.delay AS delay_seconds, coalesce(r.attempts, 0) AS attempts, r.response, m.client_ip, r.tls,
+       m.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
+       CASE WHEN r.msg_id IS NULL THEN 'm' || m.msg_id
+            ELSE 'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') END AS rk
+FROM mm m LEFT JOIN ({rr}) r ON r.msg_id = m.msg_id
+WHERE r.msg_id IS NOT NULL
+   OR ((m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
+       AND m.msg_id NOT IN (SELECT msg_id FROM jj WHERE msg_id IS NOT NULL))
 UNION ALL
 SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
        'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
        j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
 FROM jj j LEFT JOIN mm m ON m.msg_id = j.msg_id
-UNION ALL
--- queued (or held, discarded) with no recipient record and not rejected: pending
-SELECT coalesce(m.action_ts, m.held_ts, m.queued_ts, m.first_ts), m.host, m.queue_id, m.message_id, m.sender, NULL, NULL, m.subject,
-       CASE WHEN m.action = 'discard' THEN 'discarded' WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held'
-            ELSE 'pending' END,
-       NULL, NULL, NULL, 0, NULL, m.client_ip, NULL,
-       m.msg_id, NULL, m.client_host, m.sasl_user, m.size, 'm' || m.msg_id
-FROM mm m
-WHERE (m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
-  AND m.msg_id NOT IN (SELECT msg_id FROM rr)
-  AND m.msg_id NOT IN (SELECT msg_id FROM jj WHERE msg_id IS NOT NULL)
 """
 
 
