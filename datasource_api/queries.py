@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from datasource_api.models import check_dsn, parse_time
 from exporter.records import DELIVERY_RECORD_KEYS, iso_utc
+from exporter.store import records
 
 __all__ = ["SearchFilter", "parse_time", "search", "stats", "trace", "values"]
 
@@ -122,17 +123,17 @@ def _record(row: tuple) -> dict[str, Any]:
     return rec
 
 
-def encode_cursor(sort: str, key: Any, rk: str) -> str:
+def encode_cursor(sort: str, key: Any, rk: int) -> str:
     value = key.isoformat() if isinstance(key, datetime) else key
     raw = json.dumps([sort, value, rk], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     """The sort key and row key after which the next page starts."""
     try:
         got_sort, value, rk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if got_sort != sort or not isinstance(rk, str):
+        if got_sort != sort or not isinstance(rk, int) or isinstance(rk, bool):
             raise ValueError
         key = datetime.fromisoformat(value) if sort.endswith("time") else float(value)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
@@ -253,9 +254,9 @@ def _trace_one(con: duckdb.DuckDBPyConnection, msg_id: int) -> dict[str, Any]:
                    delay AS delay_seconds, response, tls_protocol AS tls
             FROM attempts WHERE msg_id = ? ORDER BY seq""", ids):
         by_rcpt.setdefault((a.pop("msg_id"), a.pop("recipient"), a.pop("orig_key")), []).append(a)
-    rcpts = _each(con, """
+    rcpts = _each(con, f"""
         SELECT msg_id, recipient, orig_recipient, status, dsn, relay, delay_seconds, response, tls
-        FROM delivery_records WHERE msg_id = ? AND starts_with(rk, 'r')""", ids)
+        FROM delivery_records WHERE msg_id = ? AND {records.IS_RECIPIENT}""", ids)
     for r in rcpts:
         r["attempts"] = by_rcpt.get((r["msg_id"], r["recipient"], r["orig_recipient"] or ""), [])
     # by instance, then by first attempt

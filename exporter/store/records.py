@@ -26,11 +26,16 @@ _DERIVED = f"""
 _RCPT_OF_ATTEMPTS = """
     msg_id, recipient, any_value(orig_recipient) AS orig_recipient,
     -- the latest attempt's values as they are: arg_max would skip its NULLs (no TLS, no reply)
-    max(ts) AS ts, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
+    max(ts) AS ts, min(seq) AS first_seq, arg_max_null(status, seq) AS status, arg_max_null(dsn, seq) AS dsn,
     arg_max_null(relay, seq) AS relay, arg_max_null(delay, seq) AS delay, count(*)::INTEGER AS attempts,
     arg_max_null(response, seq) AS response, arg_max_null(tls_protocol, seq) AS tls,
     arg_max_null(transport, seq) AS transport"""
 _BY_RECIPIENT = "GROUP BY msg_id, recipient, coalesce(orig_recipient, '')"
+
+# Which rows of delivery_records are which: a recipient's has its attempts (at least one), a
+# reject's and a pending instance's have none, and only a reject's status is `rejected`
+IS_RECIPIENT = "attempts > 0"
+IS_REJECT = "(attempts = 0 AND status = 'rejected')"
 
 
 def _select(mm: str, rr: str, jj: str) -> str:
@@ -49,8 +54,7 @@ SELECT CASE WHEN r.msg_id IS NULL THEN coalesce(m.action_ts, m.held_ts, m.queued
             WHEN m.action = 'hold' OR m.held_ts IS NOT NULL THEN 'held' ELSE 'pending' END AS status,
        r.dsn, r.relay, r.delay AS delay_seconds, coalesce(r.attempts, 0) AS attempts, r.response, m.client_ip, r.tls,
        m.msg_id, r.transport, m.client_host, m.sasl_user, m.size,
-       CASE WHEN r.msg_id IS NULL THEN 'm' || m.msg_id
-            ELSE 'r' || r.msg_id || ':' || r.recipient || ':' || coalesce(r.orig_recipient, '') END AS rk
+       coalesce(r.first_seq, m.first_seq) AS rk
 FROM mm m LEFT JOIN ({rr}) r ON r.msg_id = m.msg_id
 WHERE r.msg_id IS NOT NULL
    OR ((m.queued_ts IS NOT NULL OR m.action IN ('discard', 'hold'))
@@ -58,7 +62,7 @@ WHERE r.msg_id IS NOT NULL
 UNION ALL
 SELECT j.ts, j.host, j.queue_id, m.message_id, j.sender, j.recipient, NULL, m.subject,
        'rejected', j.dsn, NULL, NULL, 0, j.response, j.client_ip, NULL,
-       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, 'j' || j.seq
+       j.msg_id, j.daemon, j.client_host, m.sasl_user, m.size, j.seq
 FROM jj j LEFT JOIN mm m ON m.msg_id = j.msg_id
 """
 
@@ -125,4 +129,4 @@ def rebuild(con: duckdb.DuckDBPyConnection, ids_per_step: int = 500_000) -> None
 def prune(con: duckdb.DuckDBPyConnection, cutoff: datetime) -> None:
     """Records of the pruned instances (temp table old_msgs) and of rejects older than the cut-off."""
     con.execute("DELETE FROM delivery_records WHERE msg_id IN (SELECT msg_id FROM old_msgs)")
-    con.execute("DELETE FROM delivery_records WHERE starts_with(rk, 'j') AND time < ?", [cutoff])
+    con.execute(f"DELETE FROM delivery_records WHERE {IS_REJECT} AND time < ?", [cutoff])
