@@ -49,23 +49,9 @@ class BatchResult:
     evicted: dict[str, int] = field(default_factory=dict)
 
 
-_decode_cached = functools.lru_cache(maxsize=1 << 16)(decode_subject)
-
-
-def _decode_subjects(subjects: pa.Array) -> pa.Array:
-    """pi_mime over a whole vector: one call per vector, repeated subjects decoded once."""
-    return pa.array([_decode_cached(s) for s in subjects.to_pylist()], pa.string())
-
+_decode_cached = functools.lru_cache(maxsize=1 << 16)(decode_subject)  # subjects repeat
 
 _MESSAGE_KINDS = pa.array(MESSAGE_KINDS, pa.string())
-
-
-def install(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.create_function("pi_mime", _decode_subjects, ["VARCHAR"], "VARCHAR", type="arrow",
-                            null_handling="special")
-    except duckdb.CatalogException:
-        pass  # already registered on this connection
 
 
 @dataclass(frozen=True)

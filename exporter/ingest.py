@@ -77,7 +77,6 @@ class Pipeline:
         # peak RSS is lower
         pa.set_memory_pool(pa.system_memory_pool())
         parser.install_macros(self.store.con)
-        correlator.install(self.store.con)
         _leave_room_for_batches(self.store, self.reader.batch_bytes)
         with self.store.transaction() as con:  # records a crash left behind the facts
             records.refresh(con)
