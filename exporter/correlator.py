@@ -156,10 +156,7 @@ def correlate(con: duckdb.DuckDBPyConnection, config: CorrelatorConfig, next_msg
     result.evicted = _close_and_evict(con, config)
     _count_lines(con, result.evicted)
     result.messages = len(seg_msg)
-    for name in _CEV_SQL:
-        con.unregister(f"cev_{name}")
-    con.unregister("qev")
-    return new_ids[1] + 1, result
+    return new_ids[1] + 1, result  # its registered Arrow tables go with parser.drop_batch_tables
 
 
 def _assign(con: duckdb.DuckDBPyConnection, segs: Segments, next_msg_id: int, expire: float,

@@ -165,8 +165,9 @@ def drop_batch_tables(con: duckdb.DuckDBPyConnection) -> None:
     names = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
     for (name,) in names:
         con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
-    # the Arrow tables registered for the batch (the parser's, and the correlator's msg_batch
-    # and att_batch, which the hooks read): each is a temporary view
+    # the Arrow tables registered for the batch (the parser's, and the correlator's: qev,
+    # cev_<family>, msg_batch and att_batch, the last two read by the hooks): each is a
+    # temporary view
     views = con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()
     for (name,) in views:
         con.unregister(name)
