@@ -170,9 +170,10 @@ def test_a_batch_parsed_in_halves_is_the_batch_parsed_whole() -> None:
 
     whole, halved = parsed(False), parsed(True)
     assert halved.ev1.column("seq").num_chunks == 2  # parsed apart, and put together in line order
-    assert halved.ev1.equals(whole.ev1) and len(whole.ev1) == len(lines)
+    # (each half has a dictionary of its own for host, daemon ...: the values are compared)
+    assert halved.ev1.to_pylist() == whole.ev1.to_pylist() and len(whole.ev1) == len(lines)
     assert halved.families.keys() == whole.families.keys()
     for family, table in whole.families.items():
-        assert halved.families[family].equals(table), family
+        assert halved.families[family].to_pylist() == table.to_pylist(), family
     assert (halved.backwards, halved.clock) == (whole.backwards, whole.clock) and whole.backwards > 0
     assert {t.year for t in whole.ev1.column("ts").to_pylist() if t} >= {2026, 2027}

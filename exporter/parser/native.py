@@ -33,6 +33,11 @@ def _array(n: int, col: tuple) -> pa.Array:
     valid = None if validity is None else pa.py_buffer(validity)
     if typ == "s":
         return pa.Array.from_buffers(pa.large_string(), n, [valid, _buffer(buf1), _buffer(buf2)], nulls)
+    if typ == "D":  # indices into the column's distinct values
+        offsets, data, distinct = buf2
+        values = pa.Array.from_buffers(pa.large_string(), distinct, [None, _buffer(offsets), _buffer(data)])
+        indices = pa.Array.from_buffers(pa.int32(), n, [valid, _buffer(buf1)], nulls)
+        return pa.DictionaryArray.from_arrays(indices, values)
     return pa.Array.from_buffers(_TYPES[typ], n, [valid, _buffer(buf1)], nulls)
 
 
@@ -135,7 +140,10 @@ def parse_tables(con: duckdb.DuckDBPyConnection, text: pa.Array, problem: pa.Arr
         ts[local] = to_utc(con, ts[local], zone)
     ts_arr = pa.Array.from_buffers(pa.timestamp("us"), n, [raw["ts"].buffers()[0], pa.py_buffer(ts)],
                                    raw["ts"].null_count)
-    kind = KINDS.take(raw["kind"])
+    # the kind's code as the index of a dictionary of names: no string per line to copy,
+    # and the families' take and filter below move one byte per row
+    codes = raw["kind"]
+    kind = pa.DictionaryArray.from_arrays(pa.Array.from_buffers(pa.int8(), n, codes.buffers(), codes.null_count), KINDS)
     ev1 = pa.table({
         "seq": pa.array(np.arange(first_seq, first_seq + n, dtype=np.int64)),
         "problem": problem, "ts": ts_arr, "host": raw["host"], "pid": raw["pid"], "instance": raw["instance"],
