@@ -53,7 +53,12 @@ class StoreConfig(_Stage):
     ingest_threads: int = Field(1, ge=1, description=(
         "DuckDB threads while a log is read in: the read-ahead and the writer threads keep the other "
         "core busy, and DuckDB's own parallel work beside them costs more than it saves (BENCHMARKS.md)"))
-    memory_limit: str = Field("750MB", description="DuckDB memory_limit (the batches in flight are counted in it)")
+    # DuckDB frees its memory back to the system, and trims the whole process's malloc heap
+    # (ours too) with it, whenever the memory it has freed since plus the memory it uses pass
+    # its limit. With a share under ~1 GB a 5M-line ingest did so at almost every batch (33
+    # times), and every page it gave back faulted in again: ~10% slower (BENCHMARKS.md).
+    memory_limit: str = Field("1.25GB", description=(
+        "the store's memory: DuckDB's memory_limit plus the batches in flight (~250 MB), which are counted in it"))
     checkpoint_mb: int = Field(128, ge=1, description="WAL size that triggers a checkpoint (DuckDB checkpoint_threshold)")
     row_group_rows: int = Field(16384, ge=2048, description=(
         "rows per DuckDB row group: a batch's rows of a table that fill whole row groups are "

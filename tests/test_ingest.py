@@ -195,3 +195,24 @@ def test_the_read_ahead_yields_the_cores_to_the_batch_in_hand() -> None:
     seen = list(_read_ahead(priority() for _ in range(3)))
     assert seen == [min(19, before + _READ_AHEAD_NICE)] * 3
     assert priority() == before
+
+
+def test_duckdb_gets_the_memory_limit_less_the_batches_in_flight(tmp_path: Path) -> None:
+    # DuckDB trims the whole process's heap each time its freed plus used memory pass its
+    # limit: the default leaves it ~1 GB (at ~500 MB it did so at almost every batch), and a
+    # smaller configured limit still leaves room for the batches in flight
+    from exporter.config import ReaderConfig, StoreConfig
+    from exporter.ingest import Pipeline
+    from exporter.store.db import Store
+
+    def duckdb_share(config: StoreConfig) -> float:
+        store = Store(config)
+        try:
+            Pipeline(store, ReaderConfig(batch_bytes=24 << 20))
+            return store.con.execute(
+                "SELECT current_setting('memory_limit')").fetchall()[0][0]
+        finally:
+            store.close()
+
+    assert duckdb_share(StoreConfig(path=tmp_path / "a.duckdb")) == "952.0 MiB"  # 1.25 GB less 10 x 24 MiB
+    assert duckdb_share(StoreConfig(path=tmp_path / "b.duckdb", memory_limit="600MB")) == "332.0 MiB"
