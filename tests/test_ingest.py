@@ -205,7 +205,7 @@ def test_duckdb_gets_the_memory_limit_less_the_batches_in_flight(tmp_path: Path)
     from exporter.ingest import Pipeline
     from exporter.store.db import Store
 
-    def duckdb_share(config: StoreConfig) -> float:
+    def duckdb_share(config: StoreConfig) -> str:
         store = Store(config)
         try:
             Pipeline(store, ReaderConfig(batch_bytes=24 << 20))

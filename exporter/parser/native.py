@@ -1,9 +1,10 @@
 """The native parser's Python side: Arrow lines in, Arrow tables ev1 and ev_<family> out.
 
 `_native.parse` does the whole per-line work in C (see _native.c); here its column buffers
-become Arrow arrays without copying, the columns every family shares are gathered from ev1
-with one `take`, and BSD local times move to UTC through DuckDB's zone rules (only the
-distinct seconds of the batch are converted).
+become Arrow arrays without copying (host, instance, daemon, service and kind as dictionary
+arrays: few distinct values, indexed per line), the columns every family shares are gathered
+from ev1 with one `take`, and BSD local times move to UTC through DuckDB's zone rules (only
+the distinct seconds of the batch are converted).
 """
 from __future__ import annotations
 
